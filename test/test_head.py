@@ -50,8 +50,10 @@ def test_architecture_follows_the_config():
 
 
 def test_defaults():
-    config = OoDHead(in_channels=8).config
-    assert config == HeadConfig(in_channels=8, width=DEFAULT_WIDTH, depth=3, dropout=0.1)
+    head = OoDHead(in_channels=8)
+    assert head.config == HeadConfig(in_channels=8, width=DEFAULT_WIDTH, depth=3, dropout=0.1)
+    convs = [p for p in head.parameters() if p.ndim == 4]  # NHWC, like the segmentors' features
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
 
 
 def test_eval_is_deterministic_and_train_gets_gradients():

@@ -6,6 +6,7 @@ skip with the reason when absent.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -89,6 +90,22 @@ def test_batch_items_are_independent(enet: ENetSegmentor) -> None:
     images = _images(2, 40, 48)
     both = enet(images).logits
     torch.testing.assert_close(both[1:], enet(images[1:]).logits)
+
+
+@pytest.mark.parametrize("name", ["enet", "espnet"])
+def test_channels_last_gives_the_default_layout_numbers(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """Weights and inputs are NHWC (faster); a contiguous (NCHW) copy gives the same outputs."""
+    seg = request.getfixturevalue(name)
+    conv_weights = [p for p in seg.parameters() if p.ndim == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
+    nchw = copy.deepcopy(seg).to(memory_format=torch.contiguous_format)
+    assert all(p.is_contiguous() for p in nchw.parameters())
+    images = _images(1, 40, 56)
+    fast, reference = seg(images), nchw._forward(images.contiguous())
+    torch.testing.assert_close(fast.logits, reference.logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.features, reference.features, rtol=1e-4, atol=1e-4)
 
 
 def test_upsample_to_input_rejects_too_small_maps() -> None:

@@ -39,7 +39,7 @@ def test_strict_load_from_a_local_state_dict(tmp_path):
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
         expect = model.eval()((x.float() / 255 - mean) / std)["out"]
-    assert torch.allclose(seg(x).logits, expect, atol=1e-5)
+    assert torch.allclose(seg(x).logits, expect, rtol=1e-5, atol=1e-4)  # NHWC sums in another order
 
 
 def test_voc_checkpoint_keeps_its_class_count(tmp_path):

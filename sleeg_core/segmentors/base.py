@@ -56,11 +56,11 @@ class Segmentor(nn.Module):
     info: SegmentorInfo
 
     def freeze(self) -> Segmentor:
-        """Turn off gradients and put every submodule in eval mode for good."""
+        """Turn off gradients, put every submodule in eval mode for good, go channels-last."""
         for p in self.parameters():
             p.requires_grad_(False)
         super().train(False)
-        return self
+        return self.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True) -> Segmentor:
         """Stays in eval mode: BatchNorm statistics and dropout of the segmentor never change."""
@@ -69,7 +69,7 @@ class Segmentor(nn.Module):
     def forward(self, images: torch.Tensor) -> SegmentorOutput:
         check_image_batch(images)
         with torch.no_grad():
-            return self._forward(images)
+            return self._forward(images.contiguous(memory_format=torch.channels_last))
 
     def _forward(self, images: torch.Tensor) -> SegmentorOutput:
         raise NotImplementedError
