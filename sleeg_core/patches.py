@@ -17,8 +17,9 @@ size from their top-left corner). Shapes (`PatchConfig.shape`):
 A fraction `noise_fraction` of the patches keep their shape but are filled with Gaussian noise of
 the batch's per-channel mean and standard deviation, clipped to the batch's value range.
 
-Per-pixel work runs on tensors on the images' device; every random number comes from the given
-torch.Generator, so the same seed (and bank contents) gives the same output.
+Per-pixel work runs on tensors on the images' device, for all the batch's patches at once (crops
+stacked to the largest size); every random number comes from the given torch.Generator, so the
+same seed (and bank contents) gives the same output.
 
 Example:
     >>> g = torch.Generator().manual_seed(0)
@@ -162,28 +163,54 @@ class PatchRenderer:
         return render_patches(images, generator, self.config, self.bank)
 
 
-def harris_response(gray: torch.Tensor, k: float = 0.04) -> torch.Tensor:
-    """Harris response det(M) − k·trace(M)² of an h×w float image (Sobel gradients, Gaussian
-    window σ = HARRIS_SIGMA, replicated borders so a constant image gives exactly 0).
+def stack_crops(crops: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops C×h×w of different sizes → (P×C×Hm×Wm float stack, P×2 (h, w) sizes).
 
-    Separable filters as shifted sums: every crop has its own size, which convolution backends
-    would each plan anew (about a millisecond per call on the CPU).
+    Each crop sits at the top left of its slot; its last row and column are repeated into the
+    padding, so every crop can be filtered in one batch (see `_filter`).
     """
-    gx = _filter(_filter(gray, SOBEL_SMOOTH, 0), SOBEL_DIFF, 1)
-    gy = _filter(_filter(gray, SOBEL_DIFF, 0), SOBEL_SMOOTH, 1)
-    products = torch.stack([gx * gx, gy * gy, gx * gy])  # structure tensor entries, 3×h×w
+    sizes = [tuple(c.shape[-2:]) for c in crops]
+    hm, wm = max(h for h, _ in sizes), max(w for _, w in sizes)
+    stack = torch.stack(
+        [
+            F.pad(c.float(), (0, wm - w, 0, hm - h), mode="replicate")
+            for c, (h, w) in zip(crops, sizes, strict=True)
+        ]
+    )
+    return stack, torch.tensor(sizes, device=stack.device)
+
+
+def harris_response(gray: torch.Tensor, sizes: torch.Tensor, k: float = 0.04) -> torch.Tensor:
+    """Harris response det(M) − k·trace(M)² of a P×Hm×Wm stack of float crops of P×2 `sizes`
+    (Sobel gradients, Gaussian window σ = HARRIS_SIGMA, each crop replicating its own border, so
+    a constant crop gives exactly 0). Values outside a crop's own h×w are meaningless.
+    """
+    h, w = sizes[:, 0], sizes[:, 1]
+    gx = _filter(_filter(gray, SOBEL_SMOOTH, 1, h), SOBEL_DIFF, 2, w)
+    gy = _filter(_filter(gray, SOBEL_DIFF, 1, h), SOBEL_SMOOTH, 2, w)
+    products = torch.stack([gx * gx, gy * gy, gx * gy], 1)  # structure tensor entries, P×3×Hm×Wm
     t = torch.arange(-math.ceil(2 * HARRIS_SIGMA), math.ceil(2 * HARRIS_SIGMA) + 1)
     window = torch.exp(-(t**2) / (2 * HARRIS_SIGMA**2))
     window = (window / window.sum()).tolist()
-    a, b, c = _filter(_filter(products, window, 1), window, 2)
+    a, b, c = _filter(_filter(products, window, 2, h), window, 3, w).unbind(1)
     return a * b - c * c - k * (a + b) ** 2
 
 
-def _filter(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
-    """Correlate `x` with odd-length `taps` along `dim`, replicating the border (same size)."""
+def _filter(x: torch.Tensor, taps: list[float], dim: int, lengths: torch.Tensor) -> torch.Tensor:
+    """Correlate a P×… stack with odd-length `taps` along `dim`, item p replicating its border at
+    its own length `lengths[p]` (so the stack's padding is never read). Same size as `x`.
+
+    Shifted sums: crops differ in size from call to call, which convolution backends would each
+    plan anew.
+    """
     size, radius = x.shape[dim], len(taps) // 2
-    index = torch.arange(-radius, size + radius, device=x.device).clamp(0, size - 1)
-    padded = x.index_select(dim, index)
+    index = torch.arange(-radius, size + radius, device=x.device).clamp(min=0)
+    index = torch.minimum(index[None], lengths[:, None] - 1)  # P×(size + 2·radius)
+    view = [1] * x.ndim
+    view[0], view[dim] = x.shape[0], index.shape[1]
+    expanded = list(x.shape)
+    expanded[dim] = index.shape[1]
+    padded = x.gather(dim, index.view(view).expand(expanded))
     out = torch.zeros_like(x)
     for offset, tap in enumerate(taps):
         if tap:
@@ -191,86 +218,108 @@ def _filter(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
     return out
 
 
-def harris_corners(
-    crop: torch.Tensor, max_corners: int = 32, k: float = 0.04, quality: float = 0.01
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The strongest Harris corners of a 3×h×w crop, as (points, valid).
+def _inside(sizes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """P×Hm×Wm bool: the pixels that belong to each crop of a stack."""
+    ys = torch.arange(height, device=sizes.device)
+    xs = torch.arange(width, device=sizes.device)
+    return (ys[None, :, None] < sizes[:, 0, None, None]) & (
+        xs[None, None, :] < sizes[:, 1, None, None]
+    )
 
-    points: max_corners×2 float (x, y) pixel coordinates, strongest first; valid: which rows are
+
+def harris_corners(
+    stack: torch.Tensor,
+    sizes: torch.Tensor,
+    max_corners: int = 32,
+    k: float = 0.04,
+    quality: float = 0.01,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The strongest Harris corners of each crop of a P×3×Hm×Wm `stack_crops` stack, as
+    (points, valid).
+
+    points: P×max_corners×2 float (x, y) pixel coordinates, strongest first; valid: which rows are
     real corners (a local maximum in a (2·HARRIS_NMS_RADIUS+1)² window with R > 0 and
-    R ≥ quality·max R). Fixed-size output so nothing waits on the device.
+    R ≥ quality·the crop's max R). Fixed-size output so nothing waits on the device.
     """
-    height, width = crop.shape[-2:]
-    luma = torch.tensor(LUMA, device=crop.device)
-    response = harris_response(torch.einsum("c,chw->hw", luma, crop.float()), k)
+    height, width = stack.shape[-2:]
+    luma = torch.tensor(LUMA, device=stack.device)
+    inside = _inside(sizes, height, width)
+    response = harris_response(torch.einsum("c,pchw->phw", luma, stack), sizes, k)
+    response = torch.where(inside, response, -math.inf)
     size = 2 * HARRIS_NMS_RADIUS + 1
-    local_max = response[None, None]
+    local_max = response[:, None]
     for kernel in ((size, 1), (1, size)):  # separable max filter
         local_max = F.max_pool2d(
             local_max, kernel, stride=1, padding=(kernel[0] // 2, kernel[1] // 2)
         )
-    local_max = local_max[0, 0]
-    keep = (response == local_max) & (response > 0) & (response >= quality * response.max())
-    score = torch.where(keep, response, torch.full_like(response, -math.inf)).flatten()
-    values, index = score.topk(min(max_corners, height * width))
-    points = torch.stack([index % width, index // width], dim=1).float()
-    if points.shape[0] < max_corners:  # crops with fewer pixels than max_corners
-        pad = max_corners - points.shape[0]
+    peak = response.flatten(1).amax(1)[:, None, None]
+    keep = inside & (response == local_max[:, 0]) & (response > 0) & (response >= quality * peak)
+    score = torch.where(keep, response, -math.inf).flatten(1)
+    values, index = score.topk(min(max_corners, height * width), dim=1)
+    points = torch.stack([index % width, index // width], dim=-1).float()
+    if points.shape[1] < max_corners:  # stacks with fewer pixels than max_corners
+        pad = max_corners - points.shape[1]
         points = F.pad(points, (0, 0, 0, pad))
         values = F.pad(values, (0, pad), value=-math.inf)
     return points, values > -math.inf
 
 
 def convex_hull_mask(
-    points: torch.Tensor, valid: torch.Tensor, height: int, width: int
+    points: torch.Tensor, valid: torch.Tensor, sizes: torch.Tensor, height: int, width: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rasterise the convex hull of the valid (x, y) points to an h×w bool mask.
+    """Rasterise the convex hull of each crop's valid (x, y) points to a P×height×width bool mask
+    (False outside the crop's own h×w of `sizes`).
 
-    A pixel centre is inside when it lies on the inner side of (or on) every hull edge. An edge
-    i→j is a hull edge when no point lies to its right; each point keeps one such edge, so the
-    test costs P half-planes per pixel. Also returns `degenerate` (0-d bool tensor): fewer than 3
-    valid points or no three of them spanning DEGENERATE_HULL_FRACTION of the h×w area.
+    points: P×M×2, valid: P×M. A pixel centre is inside when it lies on the inner side of (or on)
+    every hull edge. An edge i→j is a hull edge when no point lies to its right; each point keeps
+    one such edge, so the test costs M half-planes per pixel. Also returns `degenerate` (P bool):
+    fewer than 3 valid points or no three of them spanning DEGENERATE_HULL_FRACTION of the crop.
     """
     points = points.float()
-    anchor = points[valid.to(torch.uint8).argmax()]  # invalid points become copies of a valid one
-    points = torch.where(valid[:, None], points, anchor)
-    d = points[None, :, :] - points[:, None, :]  # d[i, j] = p_j − p_i
+    anchor = points.gather(1, valid.to(torch.uint8).argmax(1)[:, None, None].expand(-1, 1, 2))
+    points = torch.where(valid[..., None], points, anchor)  # invalid points copy a valid one
+    d = points[:, None, :, :] - points[:, :, None, :]  # d[p, i, j] = p_j − p_i
     dx, dy = d[..., 0], d[..., 1]
-    cross = dx[:, :, None] * dy[:, None, :] - dy[:, :, None] * dx[:, None, :]  # d[i,j] × d[i,k]
-    is_edge = (d != 0).any(-1) & (cross.amin(-1) >= 0)
-    edge = d[torch.arange(len(points)), is_edge.to(torch.uint8).argmax(1)]  # one edge per point
+    cross = dx[..., :, None] * dy[..., None, :] - dy[..., :, None] * dx[..., None, :]
+    is_edge = (d != 0).any(-1) & (cross.amin(-1) >= 0)  # d[p, i, j] × d[p, i, k] ≥ 0 for all k
+    first = is_edge.to(torch.uint8).argmax(2)  # one edge per point
+    edge = d.gather(2, first[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]  # P×M×2
     ys = torch.arange(height, device=points.device, dtype=torch.float32)
     xs = torch.arange(width, device=points.device, dtype=torch.float32)
     # side of pixel (x, y) w.r.t. edge i = e_x·(y − p_y) − e_y·(x − p_x) = row[i, y] − col[i, x]
-    row = edge[:, 0, None] * (ys - points[:, 1, None])
-    row = torch.where(is_edge.any(1)[:, None], row, math.inf)  # points without an edge: no limit
-    col = edge[:, 1, None] * (xs - points[:, 0, None])
-    mask = (row[:, :, None] - col[:, None, :]).amin(0) >= 0
-    degenerate = cross.abs().amax() / 2 < DEGENERATE_HULL_FRACTION * height * width
-    return mask, degenerate | (valid.sum() < 3)
+    row = edge[..., 0, None] * (ys - points[..., 1, None])  # P×M×height
+    row = torch.where(is_edge.any(2)[..., None], row, math.inf)  # points without an edge: no limit
+    col = edge[..., 1, None] * (xs - points[..., 0, None])  # P×M×width
+    mask = _inside(sizes, height, width)
+    for i in range(points.shape[1]):  # one half-plane at a time: P×H×W memory, not P×M×H×W
+        mask &= row[:, i, :, None] >= col[:, i, None, :]
+    area = (sizes[:, 0] * sizes[:, 1]).float()
+    degenerate = cross.abs().flatten(1).amax(1) / 2 < DEGENERATE_HULL_FRACTION * area
+    return mask, degenerate | (valid.sum(1) < 3)
 
 
-def patch_mask(
-    crop: torch.Tensor, config: PatchConfig, random_points: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The h×w bool shape of a 3×h×w crop for `config.shape` ("random_hull" needs
-    `random_points`, n×2 uniform numbers in [0, 1)). Degenerate hulls give the full rectangle."""
-    height, width = crop.shape[-2:]
-    full = torch.ones(height, width, dtype=torch.bool, device=crop.device)
-    if config.shape == "square":
-        return full
+def patch_masks(
+    crops: list[torch.Tensor], config: PatchConfig, random_points: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """The h×w bool shape of each 3×h×w crop for `config.shape`, all crops in one batch
+    ("random_hull" needs `random_points`, P×n×2 uniform numbers in [0, 1)). Degenerate hulls give
+    the full rectangle."""
+    if config.shape == "square" or not crops:
+        return [torch.ones(c.shape[-2:], dtype=torch.bool, device=c.device) for c in crops]
+    stack, sizes = stack_crops(crops)
     if config.shape == "random_hull":
         if random_points is None:
             raise SleegError('patch shape "random_hull" needs random points')
-        scale = torch.tensor([width - 1, height - 1], dtype=torch.float32)
-        points = (random_points.float().cpu() * scale).to(crop.device)
-        valid = torch.ones(len(points), dtype=torch.bool, device=crop.device)
+        scale = (sizes.flip(1) - 1).float()  # (w − 1, h − 1)
+        points = random_points.float().to(stack.device) * scale[:, None, :]
+        valid = torch.ones(points.shape[:2], dtype=torch.bool, device=stack.device)
     else:
         points, valid = harris_corners(
-            crop, config.max_corners, config.harris_k, config.harris_quality
+            stack, sizes, config.max_corners, config.harris_k, config.harris_quality
         )
-    mask, degenerate = convex_hull_mask(points, valid, height, width)
-    return mask | degenerate
+    masks, degenerate = convex_hull_mask(points, valid, sizes, *stack.shape[-2:])
+    masks |= degenerate[:, None, None] & _inside(sizes, *stack.shape[-2:])
+    return [m[:h, :w] for m, (h, w) in zip(masks, sizes.tolist(), strict=True)]
 
 
 def render_patches(
@@ -298,8 +347,9 @@ def render_patches(
     bank_draws = _uniform(generator, (batch, config.bank_crops_per_image, 4)).tolist()
     noise_stats = _noise_stats(images) if config.noise_fraction > 0 else None
     use_bank = batch == 1 and bank is not None and len(bank) > 0
+    placements: list[tuple[int, torch.Tensor, int, int, bool]] = []  # image, crop, dy, dx, noise
     for i in range(batch):
-        for n, (u_area, u_aspect, u_src, u_sy, u_sx, u_dy, u_dx, u_noise) in enumerate(draws[i]):
+        for u_area, u_aspect, u_src, u_sy, u_sx, u_dy, u_dx, u_noise in draws[i]:
             if use_bank:
                 index = min(int(u_src * len(bank)), len(bank) - 1)
                 crop = bank[index][:, :height, :width].to(images.device, images.dtype)
@@ -315,13 +365,19 @@ def render_patches(
                     source = i
                     sy, sx = _position_elsewhere(u_sy, u_sx, (dy, dx), (ch, cw), (height, width))
                 crop = images[source, :, sy : sy + ch, sx : sx + cw]
-            points = None if hull_points is None else hull_points[i, n]
-            mask = patch_mask(crop, config, points)
-            if noise_stats is not None and u_noise < config.noise_fraction:
-                crop = _noise_like(crop, noise_stats, generator)
-            region = out[i, :, dy : dy + ch, dx : dx + cw]
-            region.copy_(torch.where(mask, crop, region))
-            pasted[i, dy : dy + ch, dx : dx + cw] |= mask
+            noise = noise_stats is not None and u_noise < config.noise_fraction
+            placements.append((i, crop, dy, dx, noise))
+    points = None if hull_points is None else hull_points.flatten(0, 1)
+    masks = patch_masks([crop for _, crop, _, _, _ in placements], config, points)
+    for (i, crop, dy, dx, noise), mask in zip(
+        placements, masks, strict=True
+    ):  # in order: later pastes win
+        if noise:
+            crop = _noise_like(crop, noise_stats, generator)
+        ch, cw = mask.shape
+        region = out[i, :, dy : dy + ch, dx : dx + cw]
+        region.copy_(torch.where(mask, crop, region))
+        pasted[i, dy : dy + ch, dx : dx + cw] |= mask
     if bank is not None:
         for i in range(batch):
             for u_area, u_aspect, u_y, u_x in bank_draws[i]:

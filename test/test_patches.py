@@ -15,8 +15,9 @@ from sleeg_core.patches import (
     PatchRenderer,
     convex_hull_mask,
     harris_corners,
-    patch_mask,
+    patch_masks,
     render_patches,
+    stack_crops,
 )
 
 IDS = (30, 90, 150, 210)  # red channel of image i: which image a pixel came from
@@ -48,6 +49,26 @@ def is_convex(mask: np.ndarray) -> bool:
     return bool((hull_reference(np.stack([xs, ys], 1), *mask.shape) == mask).all())
 
 
+def hull_of(points, valid, height, width):
+    """convex_hull_mask of one crop: (mask, degenerate)."""
+    masks, degenerate = convex_hull_mask(
+        points[None], valid[None], torch.tensor([[height, width]]), height, width
+    )
+    return masks[0], degenerate[0]
+
+
+def corners_of(crop, **options):
+    """harris_corners of one crop: (points, valid)."""
+    points, valid = harris_corners(*stack_crops([crop]), **options)
+    return points[0], valid[0]
+
+
+def mask_of(crop, config, random_points=None):
+    """patch_masks of one crop."""
+    points = None if random_points is None else random_points[None]
+    return patch_masks([crop], config, points)[0]
+
+
 def render(images, seed=0, **config):
     return render_patches(images, torch.Generator().manual_seed(seed), PatchConfig(**config))
 
@@ -60,7 +81,7 @@ def test_hull_mask_matches_opencv_point_in_polygon():
         n = rng.integers(3, 12)
         points = np.stack([rng.integers(0, width, n), rng.integers(0, height, n)], 1)
         valid = rng.random(n) < 0.8
-        mask, degenerate = convex_hull_mask(
+        mask, degenerate = hull_of(
             torch.from_numpy(points).float(), torch.from_numpy(valid), height, width
         )
         if valid.sum() < 3:
@@ -78,11 +99,11 @@ def test_harris_hull_is_convex_inside_its_crop_and_covers_the_corners():
     crop = torch.zeros(3, 48, 80, dtype=torch.uint8)
     crop[:, 8:16, 10:20] = 255  # two bright blocks: 8 corners, hull = a hexagon-like polygon
     crop[:, 30:40, 50:70] = 200
-    points, valid = harris_corners(crop, max_corners=16)
+    points, valid = corners_of(crop, max_corners=16)
     assert 4 <= int(valid.sum()) <= 16
     corners = points[valid].numpy()
     assert (corners >= 0).all() and (corners[:, 0] < 80).all() and (corners[:, 1] < 48).all()
-    mask = patch_mask(crop, PatchConfig(max_corners=16)).numpy()
+    mask = mask_of(crop, PatchConfig(max_corners=16)).numpy()
     assert mask.shape == (48, 80)
     assert is_convex(mask)
     assert mask[corners[:, 1].astype(int), corners[:, 0].astype(int)].all()
@@ -93,11 +114,11 @@ def test_harris_hull_is_convex_inside_its_crop_and_covers_the_corners():
 def test_harris_finds_the_four_corners_of_a_square():
     crop = torch.zeros(3, 48, 64, dtype=torch.uint8)
     crop[:, 10:30, 12:36] = 255
-    points, valid = harris_corners(crop, max_corners=8)
+    points, valid = corners_of(crop, max_corners=8)
     found = points[valid].numpy()
     for corner in [(12, 10), (35, 10), (12, 29), (35, 29)]:
         assert np.abs(found - corner).max(1).min() <= 2, (corner, found)
-    mask = patch_mask(crop, PatchConfig()).numpy()
+    mask = mask_of(crop, PatchConfig()).numpy()
     square = np.zeros((48, 64), bool)
     square[10:30, 12:36] = True
     assert (mask & square).sum() / (mask | square).sum() > 0.8
@@ -105,23 +126,42 @@ def test_harris_finds_the_four_corners_of_a_square():
 
 def test_constant_crop_has_no_corners_and_falls_back_to_the_rectangle():
     crop = torch.full((3, 20, 30), 77, dtype=torch.uint8)
-    _, valid = harris_corners(crop)
+    _, valid = corners_of(crop)
     assert not valid.any()
-    assert patch_mask(crop, PatchConfig()).all()
+    assert mask_of(crop, PatchConfig()).all()
 
 
 def test_collinear_or_too_few_corners_are_degenerate():
     line = torch.tensor([[0.0, 0.0], [5.0, 5.0], [9.0, 9.0], [2.0, 2.0]])
-    _, degenerate = convex_hull_mask(line, torch.ones(4, dtype=torch.bool), 10, 10)
+    _, degenerate = hull_of(line, torch.ones(4, dtype=torch.bool), 10, 10)
     assert degenerate
     two = torch.tensor([[0.0, 0.0], [9.0, 3.0], [4.0, 9.0]])
-    _, degenerate = convex_hull_mask(two, torch.tensor([True, True, False]), 10, 10)
+    _, degenerate = hull_of(two, torch.tensor([True, True, False]), 10, 10)
     assert degenerate
-    _, degenerate = convex_hull_mask(two, torch.ones(3, dtype=torch.bool), 10, 10)
+    _, degenerate = hull_of(two, torch.ones(3, dtype=torch.bool), 10, 10)
     assert not degenerate
     crop = torch.zeros(3, 10, 10, dtype=torch.uint8)
     diagonal = torch.tensor([[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]])
-    assert patch_mask(crop, PatchConfig(shape="random_hull"), diagonal).all()  # rectangle
+    assert mask_of(crop, PatchConfig(shape="random_hull"), diagonal).all()  # rectangle
+
+
+@pytest.mark.parametrize("shape", ["convex_harris", "random_hull"])
+def test_crops_shaped_together_get_the_shapes_they_get_alone(shape):
+    """Crops of different sizes share one padded batch; no crop sees another's padding."""
+    images = textured(height=96, width=128)
+    g = torch.Generator().manual_seed(3)
+    crops = []
+    for i, (h, w) in enumerate([(40, 60), (7, 90), (33, 33), (3, 5), (96, 128), (20, 11)]):
+        y = int(torch.randint(0, 96 - h + 1, (1,), generator=g))
+        x = int(torch.randint(0, 128 - w + 1, (1,), generator=g))
+        crops.append(images[i % len(IDS), :, y : y + h, x : x + w])
+    points = torch.rand(len(crops), 15, 2, generator=g)
+    config = PatchConfig(shape=shape)
+    together = patch_masks(crops, config, points)
+    for crop, mask, p in zip(crops, together, points, strict=True):
+        assert mask.shape == crop.shape[-2:]
+        assert torch.equal(mask, mask_of(crop, config, p))
+    assert any(not m.all() for m in together)  # real hulls, not only rectangles
 
 
 @pytest.mark.parametrize("shape", SHAPES)
