@@ -46,8 +46,9 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 def plot(metrics: dict[str, np.ndarray], out: Path, window: int, title: str) -> None:
     step = metrics["step"]
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.2))
-    for ax, (key, label) in zip(axes, PANELS, strict=True):
+    panels = [(k, label) for k, label in PANELS if not np.isnan(metrics[k]).all()]  # TORE at β = 0
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    for ax, (key, label) in zip(axes, panels, strict=True):
         ax.plot(step, metrics[key], color="0.75", lw=0.6)
         ax.plot(step, smooth(metrics[key], window), color="C0", lw=1.5, label=key)
         if key == "anomaly_fraction":

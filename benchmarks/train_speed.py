@@ -1,5 +1,6 @@
 """Training throughput and where a step's time goes: data wait, patches, segmentor, head,
-refinement, losses, backward + update (torch.profiler over the trainer's own phase labels).
+refinement, losses, backward + update (wall time of the trainer's own phases, the device
+synchronised at each phase boundary; a profiler would inflate the phases made of many small ops).
 
     python benchmarks/train_speed.py --data-root ../shared/data --config config/train_enet_cpu.yaml
 """
@@ -14,7 +15,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from sleeg_core.config import load_config
 from sleeg_core.train_sources import SourceConfig, collect_frames
@@ -45,27 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     loader = iter(trainer.loader(frames, warmup + args.steps))
     for _ in range(warmup):
         trainer.train_step(next(loader))
-    activities = [ProfilerActivity.CPU]
-    if trainer.device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
+    phase_seconds = trainer.time_phases()
     data_s = 0.0
     t0 = time.perf_counter()
-    with profile(activities=activities) as prof:
-        for _ in range(args.steps):
-            t = time.perf_counter()
-            images = next(loader)
-            data_s += time.perf_counter() - t
-            trainer.train_step(images)
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        images = next(loader)
+        data_s += time.perf_counter() - t
+        trainer.train_step(images)
     wall = time.perf_counter() - t0
-    events = {e.key: e for e in prof.key_averages()}
-    use_device = trainer.device.type == "cuda"
-    phase_ms = {}
-    for phase in PHASES:
-        e = events.get(f"sleeg.{phase}")
-        total_us = (e.device_time_total if use_device else e.cpu_time_total) if e else 0.0
-        phase_ms[phase] = total_us / 1e3 / args.steps
+    phase_ms = {phase: phase_seconds[phase] * 1e3 / args.steps for phase in PHASES}
     step_ms = wall / args.steps * 1e3
     result = {
         "device": str(trainer.device),

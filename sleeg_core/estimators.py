@@ -47,12 +47,14 @@ def tore_log_lik(h: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return h[:, 1] + jem(logits).detach()
 
 
-def sleeg_score(h: torch.Tensor, logits: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
-    """The paper's test score A = log p_a(1|z) + λ·log p_t(1|z) (λ = 0 skips the logsumexp over
-    the K class logits, the costliest per-pixel term)."""
-    _check_head_output(h, logits)
+def sleeg_score(h: torch.Tensor, logits: torch.Tensor | None, lam: float = 0.5) -> torch.Tensor:
+    """The paper's test score A = log p_a(1|z) + λ·log p_t(1|z). With λ = 0 the class logits are
+    not read (they may be None): no full-resolution logits, no logsumexp over K channels."""
     if lam == 0:
         return tae_log_prob(h)
+    if logits is None:
+        raise SleegError(f"score 'sleeg' with λ = {lam} needs the class logits")
+    _check_head_output(h, logits)
     return tae_log_prob(h) + lam * tore_log_lik(h, logits)
 
 
@@ -184,19 +186,27 @@ HEAD_SCORES: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def needs_logits(name: str, **params: object) -> bool:
+    """Whether the named score reads the class logits ("tae" and "sleeg" with lam=0 do not)."""
+    return not (name == "tae" or (name == "sleeg" and params.get("lam", 0.5) == 0))
+
+
 def score_names() -> list[str]:
     """Every name `compute_score` accepts: logit baselines first, then the head scores."""
     return [*BASELINE_SCORES, *HEAD_SCORES]
 
 
 def compute_score(
-    name: str, logits: torch.Tensor, h: torch.Tensor | None = None, **params: object
+    name: str, logits: torch.Tensor | None, h: torch.Tensor | None = None, **params: object
 ) -> torch.Tensor:
     """The named B×H×W score (higher = more anomalous); SleegError on a bad name or parameters.
+    `logits` may be None for the scores that do not read them (`needs_logits`).
 
     Example: `compute_score("sleeg", logits, h, lam=0.5)`, `compute_score("maxlogit", logits)`.
     """
-    if logits.ndim != 4:
+    if logits is None and needs_logits(name, **params):
+        raise SleegError(f"score '{name}' needs the class logits")
+    if logits is not None and logits.ndim != 4:
         raise SleegError(f"logits must be B×K×H×W, got shape {tuple(logits.shape)}")
     if name in BASELINE_SCORES:
         fn, args = BASELINE_SCORES[name], (logits,)

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -76,16 +77,25 @@ def tore_loss(
 
 def total_loss(
     h: torch.Tensor,
-    logits: torch.Tensor,
+    logits: torch.Tensor | None,
     labels: torch.Tensor,
     beta: float = 0.05,
     gamma: float = 15.0,
     dynamic: bool = True,
+    tae_weight: float = 1.0,
 ) -> LossTerms:
-    """L = L_a + β·L_o (β = 0.05 as in the authors' code; the paper does not state it)."""
+    """L = w·L_a + β·L_o (β = 0.05 as in the authors' code; the paper does not state it).
+
+    β = 0 (TAE alone) skips L_o and its logsumexp over the logits, which may then be None; the
+    returned `tore` is NaN (not computed).
+    """
     tae = tae_loss(h, labels)
+    if beta == 0:
+        return LossTerms(total=tae_weight * tae, tae=tae.detach(), tore=tae.new_tensor(math.nan))
+    if logits is None:
+        raise SleegError(f"the TORE loss (β = {beta}) needs the class logits")
     tore = tore_loss(h, logits, labels, gamma=gamma, dynamic=dynamic)
-    return LossTerms(total=tae + beta * tore, tae=tae.detach(), tore=tore.detach())
+    return LossTerms(total=tae_weight * tae + beta * tore, tae=tae.detach(), tore=tore.detach())
 
 
 def _check_labels(h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

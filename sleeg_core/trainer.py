@@ -10,7 +10,11 @@ one would.
 from __future__ import annotations
 
 import csv
+import math
 import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ from sleeg_core.head import DEFAULT_WIDTH, HeadConfig, OoDHead
 from sleeg_core.headfile import HeadFile
 from sleeg_core.images import read_rgb, to_batch
 from sleeg_core.inference import AnomalySegmenter, resolve_device
-from sleeg_core.losses import tae_loss, tore_loss
+from sleeg_core.losses import total_loss
 from sleeg_core.patches import PatchConfig, PatchRenderer
 from sleeg_core.refinement import refine_labels, refinement_scores
 from sleeg_core.segmentors import Segmentor, build_segmentor
@@ -166,25 +170,50 @@ class Trainer:
         self.amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step = 0
+        # wall seconds per phase of train_step, summed over steps; None: not measured (the
+        # measurement synchronises the device at every phase boundary)
+        self.phase_seconds: defaultdict[str, float] | None = None
+
+    def time_phases(self) -> defaultdict[str, float]:
+        """Start summing wall time per phase of `train_step` (benchmarks); returns the sums."""
+        self.phase_seconds = defaultdict(float)
+        return self.phase_seconds
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """A named phase: a profiler label, and its wall time when `time_phases` is on."""
+        with record_function(f"sleeg.{name}"):
+            if self.phase_seconds is None:
+                yield
+                return
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            start = time.perf_counter()
+            yield
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.phase_seconds[name] += time.perf_counter() - start
 
     # ------------------------------------------------------------------ one step
     def train_step(self, images: torch.Tensor) -> StepStats:
         cfg, step = self.cfg, self.step
         torch.manual_seed(seeded(cfg.seed, step, 1))  # dropout of this step
         gen = torch.Generator(device=self.device).manual_seed(seeded(cfg.seed, step, 2))
-        with record_function("sleeg.patches"):
+        with self._phase("patches"):
             patched = self.renderer(images.to(self.device, non_blocking=True), gen)
-        with record_function("sleeg.segmentor"):
+        with self._phase("segmentor"):
             out = self.segmentor(patched.images)
         self.head.train()
-        with record_function("sleeg.head_forward"):
+        with self._phase("head_forward"):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 h_small = self.head(out.features)
             h = upsample_to_input(
                 h_small.float(), patched.images.shape[-2:], self.segmentor.info.feature_stride
             )
-        logits = out.logits.float()
-        with record_function("sleeg.refinement"):
+        logits = None  # full-resolution logits only when refinement or TORE read them
+        if cfg.refine.enabled or cfg.loss.beta > 0:
+            logits = out.logits.float()
+        with self._phase("refinement"):
             if cfg.refine.enabled:
                 scores = refinement_scores(
                     h, logits, step, cfg.refine.warmup_iters, cfg.lam, cfg.refine.mode
@@ -192,23 +221,29 @@ class Trainer:
                 labels = refine_labels(scores, patched.pasted, cfg.refine.n_candidates)
             else:
                 labels = patched.pasted.long()
-        with record_function("sleeg.losses"):
-            tae = tae_loss(h, labels)
-            tore = tore_loss(h, logits, labels, cfg.loss.gamma, cfg.loss.dynamic_margin)
-            loss = cfg.loss.tae_weight * tae + cfg.loss.beta * tore
+        with self._phase("losses"):
+            loss = total_loss(
+                h,
+                logits,
+                labels,
+                cfg.loss.beta,
+                cfg.loss.gamma,
+                cfg.loss.dynamic_margin,
+                cfg.loss.tae_weight,
+            )
         for group in self.optimizer.param_groups:
             group["lr"] = poly_lr(cfg.optim, step, cfg.iterations)
-        with record_function("sleeg.backward_and_update"):
+        with self._phase("backward_and_update"):
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(loss.total).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.step += 1
         n = labels.numel()
         return StepStats(
-            loss=loss.item(),
-            tae=tae.item(),
-            tore=tore.item(),
+            loss=loss.total.item(),
+            tae=loss.tae.item(),
+            tore=loss.tore.item(),  # NaN when β = 0 (not computed)
             anomaly_fraction=(labels == 1).sum().item() / n,
             ignore_fraction=(labels == 255).sum().item() / n,
         )
@@ -379,7 +414,8 @@ class MetricsLog:
         self.writer.writerow(row)
         self.file.flush()
         for key in self.COLUMNS[1:]:
-            self.tb.add_scalar(f"train/{key}", row[key], step)
+            if not math.isnan(row[key]):  # TORE with β = 0 is not computed
+                self.tb.add_scalar(f"train/{key}", row[key], step)
 
     def close(self) -> None:
         self.file.close()

@@ -16,6 +16,7 @@ from sleeg_core.estimators import (
     jem,
     maxlogit,
     msp,
+    needs_logits,
     sleeg_score,
     sleeg_score_code_variant,
     sml,
@@ -176,8 +177,21 @@ def test_compute_score_registry_and_errors():
         compute_score("msp", LOGITS[0])
 
 
+def test_which_scores_read_the_logits():
+    assert not needs_logits("tae") and not needs_logits("sleeg", lam=0.0)
+    assert needs_logits("sleeg") and needs_logits("sleeg", lam=0.5) and needs_logits("tore")
+    assert all(needs_logits(name) for name in ("msp", "maxlogit", "entropy", "energy", "sml"))
+    for name in ("msp", "tore"):
+        with pytest.raises(SleegError, match=f"score '{name}' needs the class logits"):
+            compute_score(name, None, torch.zeros(1, 2, 1, 2))
+    with pytest.raises(SleegError, match="needs the class logits"):
+        sleeg_score(torch.zeros(1, 2, 1, 2), None, lam=0.5)
+
+
 def test_sleeg_score_with_lambda_zero_is_tae_exactly():
     h, logits = torch.randn(2, 2, 5, 7), torch.randn(2, 19, 5, 7)
     assert torch.equal(sleeg_score(h, logits, lam=0.0), tae_log_prob(h))
+    assert torch.equal(compute_score("sleeg", None, h, lam=0.0), tae_log_prob(h))  # no logits
+    assert torch.equal(compute_score("tae", None, h), tae_log_prob(h))
     expect = tae_log_prob(h) + 0.5 * tore_log_lik(h, logits)
     assert torch.allclose(sleeg_score(h, logits, lam=0.5), expect)

@@ -115,6 +115,15 @@ def test_total_loss_terms():
     assert floats == pytest.approx({"total": expected_tae, "tae": expected_tae, "tore": 0.0})
 
 
+def test_beta_zero_skips_tore_and_needs_no_logits():
+    terms = total_loss(H, None, LABELS, beta=0.0, tae_weight=2.0)
+    expected_tae = math.log(1 + math.exp(-2))
+    assert terms.total.item() == pytest.approx(2 * expected_tae, rel=1e-6)
+    assert math.isnan(terms.tore.item())
+    with pytest.raises(SleegError, match="needs the class logits"):
+        total_loss(H, None, LABELS, beta=0.05)
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_gradients_reach_only_the_head(batch):
     torch.manual_seed(0)

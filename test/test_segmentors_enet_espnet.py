@@ -22,7 +22,7 @@ from sleeg_core.cityscapes import CITYSCAPES_PALETTE, color_to_train_ids, colori
 from sleeg_core.errors import SleegError
 from sleeg_core.images import read_rgb, to_batch
 from sleeg_core.segmentors import build_segmentor
-from sleeg_core.segmentors.base import Segmentor, upsample_to_input
+from sleeg_core.segmentors.base import Segmentor, upsample_to_input, upsampled_argmax
 from sleeg_core.segmentors.enet import ENet, ENetSegmentor
 from sleeg_core.segmentors.espnet import ESPNet, ESPNetSegmentor
 
@@ -106,6 +106,36 @@ def test_channels_last_gives_the_default_layout_numbers(
     fast, reference = seg(images), nchw._forward(images.contiguous())
     torch.testing.assert_close(fast.logits, reference.logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(fast.features, reference.features, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("coarse_hw", "size", "crop"),
+    [((7, 9), (14, 18), (13, 17)), ((5, 5), (37, 41), (37, 41)), ((33, 65), (64, 128), (60, 127)),
+     ((1, 1), (8, 8), (8, 8)), ((3, 1), (9, 4), (9, 4)), ((16, 32), (16, 32), (15, 30))],
+)  # fmt: skip
+@pytest.mark.parametrize("smooth", [False, True])
+def test_upsampled_argmax_is_the_argmax_of_the_upsampled_logits(coarse_hw, size, crop, smooth):
+    """Only pixels near class borders are interpolated, yet every pixel matches."""
+    g = torch.Generator().manual_seed(sum(coarse_hw))
+    if smooth:  # large regions of one class, as real logits have
+        coarse = torch.randn(2, 19, 3, 3, generator=g)
+        coarse = nn.functional.interpolate(coarse, size=coarse_hw, mode="bilinear")
+    else:
+        coarse = torch.randn(2, 19, *coarse_hw, generator=g)
+    full = nn.functional.interpolate(coarse, size=size, mode="bilinear")[..., : crop[0], : crop[1]]
+    fast = upsampled_argmax(coarse, size, crop)
+    assert fast.dtype == torch.uint8 and fast.shape == (2, *crop)
+    assert torch.equal(fast, full.argmax(1).to(torch.uint8))
+
+
+@pytest.mark.parametrize("name", ["enet", "espnet"])
+def test_train_ids_need_no_full_resolution_logits(name: str, request: pytest.FixtureRequest):
+    seg = request.getfixturevalue(name)
+    out = seg(_images(2, 45, 70))
+    train_ids = out.train_ids()
+    assert "logits" not in vars(out)  # the lazy full-resolution logits were never built
+    assert torch.equal(train_ids, out.logits.argmax(1).to(torch.uint8))
+    assert out.logits.shape == (2, 19, 45, 70)
 
 
 def test_upsample_to_input_rejects_too_small_maps() -> None:

@@ -56,7 +56,8 @@ def test_train_on_images_writes_a_usable_head(tmp_path, weights):
     (frames / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "run"
     args = train_args(weights, out, "--images", str(frames), "--iterations", "4")
-    assert sleeg([*args, "--batch-size", "2", "--set", "data.workers=0"]) == 0
+    args += ["--batch-size", "2", "--set", "data.workers=0", "--set", "loss.beta=0.05"]
+    assert sleeg(args) == 0
     head = HeadFile.load(out / "head.pt")
     assert head.segmentor == "enet" and head.feature_channels == 128
     assert np.isfinite(head.threshold)
@@ -64,11 +65,15 @@ def test_train_on_images_writes_a_usable_head(tmp_path, weights):
     assert head.score_stats["normal_p50"] <= head.score_stats["normal_p999"]
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,lr,loss") and len(rows) == 5
+    with (out / "metrics.csv").open() as f:
+        assert all(np.isfinite(float(r["tore"])) for r in csv.DictReader(f))  # β > 0: computed
     assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1] == "step_00000004.pt"
     assert any((out / "tensorboard").iterdir())
 
 
-def test_without_refinement_every_pasted_pixel_is_an_anomaly(tmp_path, weights):
+def test_without_refinement_every_pasted_pixel_is_an_anomaly_and_tae_alone_skips_tore(
+    tmp_path, weights
+):
     frames = make_frames(tmp_path / "frames")
     out = tmp_path / "run"
     args = train_args(weights, out, "--images", str(frames), "--iterations", "2")
@@ -78,6 +83,8 @@ def test_without_refinement_every_pasted_pixel_is_an_anomaly(tmp_path, weights):
         rows = list(csv.DictReader(f))
     assert all(float(r["ignore_fraction"]) == 0 for r in rows)
     assert all(float(r["anomaly_fraction"]) > 0 for r in rows)
+    assert all(np.isnan(float(r["tore"])) for r in rows)  # β = 0: TORE is not computed
+    assert all(np.isfinite(float(r["tae"])) and float(r["tae"]) > 0 for r in rows)
 
 
 def test_train_on_a_rosbag(tmp_path, weights):

@@ -8,6 +8,7 @@ eval mode whatever `.train()` is called on a parent module.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +40,83 @@ class SegmentorInfo:
 
 @dataclass
 class SegmentorOutput:
-    """features: B×D×h×w float (at `feature_stride`); logits: B×K×H×W float at input size."""
+    """What a segmentor computes for a B×3×H×W batch.
+
+    features: B×D×h×w float at `feature_stride`. coarse_logits: B×K×hc×wc, the class scores at
+    the network's own resolution; bilinearly resized (align_corners=False) to `upsampled_hw` and
+    cropped to the input's `input_hw` they are the network's logits. `logits` does that on first
+    use; `train_ids()` gets the same argmax while resizing only the pixels near class borders, so
+    callers that need no full-resolution logits never pay for them.
+    """
 
     features: torch.Tensor
-    logits: torch.Tensor
+    coarse_logits: torch.Tensor
+    input_hw: tuple[int, int]
+    upsampled_hw: tuple[int, int]
+
+    @cached_property
+    def logits(self) -> torch.Tensor:
+        """B×K×H×W logits at input size."""
+        coarse, (h, w) = self.coarse_logits, self.input_hw
+        if tuple(coarse.shape[-2:]) != self.upsampled_hw:
+            coarse = F.interpolate(coarse, size=self.upsampled_hw, mode="bilinear")
+        return coarse[..., :h, :w]
+
+    def train_ids(self) -> torch.Tensor:
+        """B×H×W uint8 argmax of `logits` (see `upsampled_argmax`)."""
+        if "logits" in self.__dict__:  # already computed
+            return self.logits.max(1).indices.to(torch.uint8)  # = argmax, ~3× faster on CPU
+        return upsampled_argmax(self.coarse_logits, self.upsampled_hw, self.input_hw)
+
+
+def upsampled_argmax(
+    coarse: torch.Tensor, size: tuple[int, int], crop: tuple[int, int]
+) -> torch.Tensor:
+    """argmax over dim 1 of `F.interpolate(coarse, size, mode="bilinear")[..., :crop_h, :crop_w]`
+    as B×H×W uint8, without interpolating all K channels everywhere.
+
+    A bilinear pixel is a convex combination of (up to) four coarse pixels; when all four have the
+    same argmax c, so does the combination. Only pixels whose four sources disagree (near class
+    borders) are interpolated, with PyTorch's source-index rule. Equal to the full computation up
+    to float rounding in near-ties.
+    """
+    (height, width), (hc, wc) = crop, coarse.shape[-2:]
+    coarse_ids = coarse.max(1).indices
+    if (hc, wc) == tuple(size):
+        return coarse_ids[..., :height, :width].to(torch.uint8)
+    coarse_ids = coarse_ids.to(torch.uint8)
+    # uniform[y, x]: coarse pixels (y, x), (y + 1, x), (y, x + 1), (y + 1, x + 1) agree, the
+    # +1 clamped at the last row/column as the bilinear sources are
+    below = torch.cat([coarse_ids[:, 1:], coarse_ids[:, -1:]], 1)
+    pair = torch.stack([coarse_ids, below])
+    right = torch.cat([pair[..., 1:], pair[..., -1:]], -1)
+    uniform = ((pair == coarse_ids) & (right == coarse_ids)).all(0)
+    y0, y1, wy = _bilinear_sources(hc, size[0], height, coarse.device)
+    x0, x1, wx = _bilinear_sources(wc, size[1], width, coarse.device)
+    ids = coarse_ids[:, y0].index_select(2, x0)
+    mixed = ~uniform[:, y0].index_select(2, x0)
+    b, i, j = mixed.nonzero(as_tuple=True)
+    top, bottom, left, right = y0[i], y1[i], x0[j], x1[j]
+    ly, lx = wy[i, None], wx[j, None]
+    values = (1 - ly) * (
+        (1 - lx) * coarse[b, :, top, left] + lx * coarse[b, :, top, right]
+    ) + ly * ((1 - lx) * coarse[b, :, bottom, left] + lx * coarse[b, :, bottom, right])
+    ids[b, i, j] = values.argmax(1).to(torch.uint8)
+    return ids
+
+
+def _bilinear_sources(
+    in_size: int, out_size: int, count: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For output indices 0..count−1 of a bilinear resize in_size → out_size (align_corners=False):
+    the lower and upper source index and the upper one's weight, as PyTorch computes them."""
+    scale = in_size / out_size
+    source = ((torch.arange(count, device=device, dtype=torch.float32) + 0.5) * scale - 0.5).clamp(
+        min=0
+    )
+    lower = source.long()
+    upper = (lower + 1).clamp(max=in_size - 1)
+    return lower, upper, source - lower
 
 
 class Segmentor(nn.Module):

@@ -19,7 +19,6 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sleeg_core.checkpoints import load_state_dict_file, load_strict
@@ -292,9 +291,8 @@ class ENetSegmentor(Segmentor):
         h, w = images.shape[-2:]
         x = pad_to_multiple(normalise(images, IMAGENET_MEAN, IMAGENET_STD), SIZE_MULTIPLE)
         out = self.net(x)
-        logits = F.interpolate(
-            out[self.logits_source], scale_factor=2, mode="bilinear", align_corners=False
-        )
+        coarse = out[self.logits_source]  # stride 2; the network upsamples it bilinearly ×2
         stride = self.info.feature_stride
         features = out[self.feature_layer][..., : math.ceil(h / stride), : math.ceil(w / stride)]
-        return SegmentorOutput(features=features, logits=logits[..., :h, :w])
+        upsampled = (2 * coarse.shape[-2], 2 * coarse.shape[-1])
+        return SegmentorOutput(features, coarse, (h, w), upsampled)

@@ -228,5 +228,5 @@ class ESPNetSegmentor(Segmentor):
         out = self.net(pad_to_multiple(x.flip(1), SIZE_MULTIPLE))  # RGB → BGR
         stride = self.info.feature_stride
         features = out[self.feature_layer][..., : math.ceil(h / stride), : math.ceil(w / stride)]
-        logits = out["logits"][:, : len(CITYSCAPES_CLASSES), :h, :w]
-        return SegmentorOutput(features=features, logits=logits)
+        logits = out["logits"][:, : len(CITYSCAPES_CLASSES)]  # at the padded input size
+        return SegmentorOutput(features, logits, (h, w), tuple(logits.shape[-2:]))

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.models import segmentation as tvseg
 
@@ -94,5 +93,5 @@ class TorchvisionSegmentor(Segmentor):
         stages = self.model.backbone(x)
         head_in = stages if isinstance(self.model, tvseg.LRASPP) else stages["out"]
         logits = self.model.classifier(head_in)
-        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return SegmentorOutput(features=stages[self._feature_key], logits=logits)
+        hw = tuple(x.shape[-2:])
+        return SegmentorOutput(stages[self._feature_key], logits, hw, hw)
