@@ -11,7 +11,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
-OVERRIDES = ("weights", "head", "device", "threshold")
+OVERRIDES = ("weights", "head", "device", "threshold", "compile_mode")
 
 
 def _node(context, *_args, **_kwargs):
@@ -53,6 +53,11 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("head", default_value="", description="trained OoD head file"),
             DeclareLaunchArgument("device", default_value="", description="auto | cpu | cuda"),
             DeclareLaunchArgument("threshold", default_value="", description="mask threshold"),
+            DeclareLaunchArgument(
+                "compile_mode",
+                default_value="",
+                description="torch.compile mode: default | reduce-overhead | max-autotune",
+            ),
             OpaqueFunction(function=_node),
         ]
     )

@@ -99,6 +99,17 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
 def to_batch(
     images: list[np.ndarray] | np.ndarray, device: str | torch.device = "cpu"
 ) -> torch.Tensor:
-    """H×W×3 uint8 arrays (same size) → B×3×H×W uint8 tensor on `device`."""
-    arr = np.stack(images) if isinstance(images, list) else images[None]
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous().to(device)
+    """H×W×3 uint8 arrays (same size) → B×3×H×W uint8 tensor on `device`.
+
+    The tensor keeps the arrays' H×W×3 memory order (channels-last, what the segmentors want), so
+    no reordering copy is made; for CUDA the pixels go through pinned memory and the copy does
+    not block the host.
+    """
+    arr = np.stack(images) if isinstance(images, list) else np.ascontiguousarray(images)[None]
+    batch = torch.from_numpy(arr)
+    device = torch.device(device)
+    if device.type == "cuda":
+        batch = batch.pin_memory().to(device, non_blocking=True)
+    else:
+        batch = batch.to(device)
+    return batch.permute(0, 3, 1, 2)

@@ -84,6 +84,7 @@ class AnomalyNode(Node):
         self.size = (h, w) if w > 0 and h > 0 else None
         self.max_pixels = self.param("max_input_pixels")
         self.threshold = self._threshold_from(self.param("threshold"))
+        self._compile(self.param("compile_mode"))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.pubs = {
@@ -162,6 +163,35 @@ class AnomalyNode(Node):
                 f"parameter 'score': '{score}' is not one of {', '.join(model.available_scores())}"
             )
         return model.to(device).eval(), head_file
+
+    def _compile(self, mode: str) -> None:
+        """torch.compile the networks and, for a fixed inference size, compile now (a frame of
+        zeros) so that the first camera frame is not held up and failures stop the start-up."""
+        if not mode:
+            return
+        try:
+            self.model.compile_networks(mode)
+        except SleegError as err:
+            raise StartupError(f"parameter 'compile_mode': {err}") from err
+        if self.size is None:
+            self.get_logger().info(
+                f"compile_mode '{mode}': compiling on the first frame of each size"
+            )
+            return
+        start = time.perf_counter()
+        zeros = torch.zeros(1, 3, *self.size, dtype=torch.uint8, device=self.device)
+        try:
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
+                self.model(zeros, scores=(self.score_name,))
+        except Exception as err:
+            raise StartupError(
+                f"parameter 'compile_mode': compiling '{mode}' failed: "
+                f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
+        seconds = time.perf_counter() - start
+        self.get_logger().info(
+            f"compiled '{mode}' for {self.size[1]}×{self.size[0]} in {seconds:.1f} s"
+        )
 
     def _threshold_from(self, value: float) -> float:
         if math.isnan(value):

@@ -48,6 +48,12 @@ PARAMS: tuple[Param, ...] = (
     Param("score", "sleeg", "sleeg (needs a head) | msp | maxlogit | entropy | energy"),
     Param("device", "auto", "auto | cpu | cuda | cuda:N"),
     Param("half_precision", False, "fp16 inference on CUDA (ignored on CPU)"),
+    Param(
+        "compile_mode",
+        "",
+        "torch.compile the networks: '' (off) | default | reduce-overhead (+ CUDA graphs) | "
+        "max-autotune; compiled at start-up for the inference size",
+    ),
     Param("cpu_threads", 0, "PyTorch CPU threads (0: its default)", int_range=(0, 256)),
     Param(
         "inference_width", 1024, "inference width in pixels (0: native size)", int_range=(0, 8192)

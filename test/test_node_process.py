@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 from ros_probe import Probe, start_node
-from test_node import node_params, stop
+from test_node import FRAME, node_params, stop
 
 
 def test_overload_drops_frames_instead_of_queueing(ros_env, tiny_model):
@@ -67,3 +67,43 @@ def test_mismatched_head_fails_at_startup(ros_env, tiny_model, tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "parameter 'head'" in out and "not a sleeg head file" in out
+
+
+def test_compiled_node_publishes_what_the_eager_model_computes(ros_env, tiny_model):
+    """compile_mode compiles at start-up for the inference size; outputs match eager PyTorch."""
+    import torch
+
+    from sleeg_core.headfile import HeadFile
+    from sleeg_core.images import to_batch
+    from sleeg_core.inference import AnomalySegmenter
+    from sleeg_core.segmentors.enet import ENetSegmentor
+
+    proc = start_node(ros_env, *node_params(tiny_model, "compile_mode:=default"))
+    probe = Probe(outputs=("segmentation", "anomaly/score"))
+    try:
+        probe.wait_for_node(timeout=300)  # compiling on 1 thread takes a while
+        msg = probe.image(FRAME, (5, 1))
+        assert probe.publish_until(
+            probe.image_pub, msg, lambda: probe.stamped("anomaly/score", 5), timeout=120
+        )
+        assert probe.wait_for(lambda: probe.stamped("segmentation", 5), 30)
+        score = np.frombuffer(probe.stamped("anomaly/score", 5)[0].data, np.float32)
+        ids = np.frombuffer(probe.stamped("segmentation", 5)[0].data, np.uint8)
+    finally:
+        probe.close()
+        rc, out = stop(proc)
+    assert rc == 0 and "compiled 'default' for 128×64" in out, out
+    model = AnomalySegmenter.for_head_file(
+        ENetSegmentor(tiny_model["weights"]), HeadFile.load(tiny_model["head"])
+    ).eval()
+    eager = model(to_batch(FRAME), scores=("sleeg",), size=(64, 128))
+    np.testing.assert_allclose(score, eager.scores["sleeg"].flatten().numpy(), atol=1e-4)
+    assert np.mean(ids == eager.train_ids.flatten().numpy()) > 0.999
+    assert torch.isfinite(eager.scores["sleeg"]).all()
+
+
+def test_unknown_compile_mode_fails_at_startup(ros_env, tiny_model):
+    proc = start_node(ros_env, *node_params(tiny_model, "compile_mode:=fastest"))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "parameter 'compile_mode': unknown compile mode 'fastest'" in out

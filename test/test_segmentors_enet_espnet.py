@@ -370,3 +370,22 @@ def test_truncated_enet_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(SleegError, match=r"cannot read weights file .*enet_truncated\.pth"):
         ENetSegmentor(weights=path)
+
+
+def test_to_batch_keeps_the_pixels_in_channels_last_memory() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    batch = to_batch(rgb)
+    assert batch.shape == (1, 3, 5, 7) and batch.dtype == torch.uint8
+    assert batch.is_contiguous(memory_format=torch.channels_last)  # no reordering copy
+    assert torch.equal(batch[0].permute(1, 2, 0), torch.from_numpy(rgb))
+    two = to_batch([rgb, rgb[::-1]])  # a list is stacked; views with odd strides are fine
+    assert two.shape == (2, 3, 5, 7) and torch.equal(
+        two[1].permute(1, 2, 0)[0], torch.from_numpy(rgb[-1])
+    )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_to_batch_on_cuda_goes_through_pinned_memory() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    batch = to_batch(rgb, "cuda")
+    assert batch.is_cuda and torch.equal(batch.cpu(), to_batch(rgb))

@@ -148,6 +148,10 @@ class Segmentor(nn.Module):
     def _forward(self, images: torch.Tensor) -> SegmentorOutput:
         raise NotImplementedError
 
+    def networks(self) -> list[nn.Module]:
+        """The submodules that do the heavy work: what `torch.compile` compiles."""
+        return [self.net]
+
 
 def check_image_batch(images: torch.Tensor) -> None:
     """Raise ValueError unless `images` is a non-empty B×3×H×W uint8 tensor."""

@@ -88,6 +88,9 @@ class TorchvisionSegmentor(Segmentor):
         )
         self.freeze()
 
+    def networks(self) -> list[nn.Module]:
+        return [self.model.backbone, self.model.classifier]
+
     def _forward(self, images: torch.Tensor) -> SegmentorOutput:
         x = normalise(images, IMAGENET_MEAN, IMAGENET_STD)
         stages = self.model.backbone(x)
