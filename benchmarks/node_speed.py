@@ -4,6 +4,8 @@
 2. The node (a separate process, started by `sleeg bag eval`) fed the same frames from a bag as
    fast as it accepts them (`--max-rate`), every output subscribed: its own inference and
    non-inference (decode, post-processing, encoding, publishing) times, and end-to-end latency.
+   The outputs are received but not written to disk (`--no-record`): on 2 cores the writing
+   would take the node's CPU time and be counted as the node's.
 3. The same at 1×, 2× and 4× the sustainable rate: frames dropped (not queued), latency p95.
 
     python benchmarks/node_speed.py --data-root ../shared/data [--head H] --out /tmp/node_speed
@@ -54,7 +56,8 @@ def bag_eval(args: argparse.Namespace, bag: Path, out: Path, score: str, *mode: 
               "inference_width:=1024", "inference_height:=512"]  # fmt: skip
     params += [f"head:={args.head}"] if args.head else ['head:=""', "threshold:=1.5"]
     cmd = [sys.executable, "-m", "sleeg_core.cli", "bag", "eval", "--bag", str(bag),
-           "--image-topic", TOPIC, "--no-labels", "--out", str(out), *mode]  # fmt: skip
+           "--image-topic", TOPIC, "--no-labels", "--no-record", "--out", str(out),
+           *mode]  # fmt: skip
     for p in params:
         cmd += ["-p", p]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

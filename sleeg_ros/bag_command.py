@@ -144,6 +144,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="--max-rate: give up waiting for a frame's outputs after S seconds",
     )
     ev.add_argument("--sheet", type=int, default=6, metavar="N", help="frames in the contact sheet")
+    ev.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not write the outputs bag (nor the contact sheet): on few cores, writing every "
+        "output competes with the node for the CPU and inflates its times",
+    )
     ev.add_argument("--out", type=Path, required=True, metavar="DIR")
     parser.set_defaults(run=run)
 
@@ -313,6 +319,7 @@ def evaluate(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             startup_timeout=args.startup_timeout,
             frame_timeout=args.frame_timeout,
+            record=not args.no_record,
         )
         replay = Replay(options, bag)
         args.out.mkdir(parents=True, exist_ok=True)

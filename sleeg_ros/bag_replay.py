@@ -90,6 +90,7 @@ class ReplayOptions:
     startup_timeout: float = 120.0
     frame_timeout: float = 30.0
     status_period: float = 1.0  # for a node started here (a -p override wins)
+    record: bool = True  # write the outputs into <out>/outputs (False: count and score only)
 
 
 @dataclass
@@ -144,6 +145,7 @@ class Recorder:
         topics: dict[str, str],
         label_map: LabelMap | None,
         frames: dict[int, int],
+        record: bool = True,
     ) -> None:
         self.label_map = label_map  # None: no labels, nothing to score
         self.frame_index = frames  # sent stamp → frame index (filled by the main thread)
@@ -154,13 +156,16 @@ class Recorder:
         self.scored: list[int] = []  # frame indices whose score met a label
         self.unlabelled_scores = 0
         self.error = ""
-        store = output_typestore()
-        self.writer = Writer(folder, version=9, storage_plugin=StoragePlugin.MCAP)
-        self.writer.open()
-        self.conns = {
-            short: self.writer.add_connection(full, OUTPUTS[short][0], typestore=store)
-            for short, full in topics.items()
-        }
+        self.writer: Writer | None = None  # None: outputs are counted and scored, not written
+        self.conns = {}
+        if record:
+            store = output_typestore()
+            self.writer = Writer(folder, version=9, storage_plugin=StoragePlugin.MCAP)
+            self.writer.open()
+            self.conns = {
+                short: self.writer.add_connection(full, OUTPUTS[short][0], typestore=store)
+                for short, full in topics.items()
+            }
         self._labels: dict[int, np.ndarray] = {}
         self._scores: dict[int, np.ndarray] = {}
         self.thread = threading.Thread(target=self._run, name="sleeg-bag-recorder", daemon=True)
@@ -176,7 +181,8 @@ class Recorder:
         """Finish the queue and close the bag (its index and metadata.yaml are written here)."""
         self.items.put(None)
         self.thread.join()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
     def _run(self) -> None:
         while (item := self.items.get()) is not None:
@@ -189,7 +195,8 @@ class Recorder:
                 self.error = self.error or f"{err.__class__.__name__}: {err}"
 
     def _record(self, short: str, log_ns: int, stamp: int, raw: bytes) -> None:
-        self.writer.write(self.conns[short], log_ns, raw)
+        if self.writer is not None:
+            self.writer.write(self.conns[short], log_ns, raw)
         self.counts[short] += 1
         if short != SCORE or stamp not in self.frame_index or self.label_map is None:
             return
@@ -276,7 +283,9 @@ class Replay:
         """Start (or find) the node, warm it up, replay, drain; never raises on a node death."""
         res = self.result
         label_map = self.opt.label_map if self.opt.label_topic else None
-        res.recorder = Recorder(self.opt.out / "outputs", self.topics, label_map, self.frame_index)
+        res.recorder = Recorder(
+            self.opt.out / "outputs", self.topics, label_map, self.frame_index, self.opt.record
+        )
         self.context = Context()
         # not sys.argv: rcl would take its `-p name:=value` words for remapping rules
         rclpy.init(args=["sleeg_bag_eval"], context=self.context)

@@ -148,8 +148,8 @@ def build_report(res: ReplayResult) -> dict:
         },
         "metrics": metrics_report(res),
         "outputs": {
-            "bag": str(opt.out / "outputs"),
-            "file": str(opt.out / "outputs" / "outputs.mcap"),
+            "bag": str(opt.out / "outputs") if opt.record else None,
+            "file": str(opt.out / "outputs" / "outputs.mcap") if opt.record else None,
             "messages": dict(res.recorder.counts),
             "recorder_error": res.recorder.error or None,
         },
@@ -192,7 +192,7 @@ def write_contact_sheet(res: ReplayResult, bag: BagHandle, path: Path, n: int = 
     where the node published no overlay (no threshold), the input with the score heat map."""
     done = [f for f in res.frames if frame_latency(f, res.expected) is not None]
     chosen = {f.stamp: f for f in _pick(done, n)}
-    if not chosen or not ({"overlay", SCORE} & set(res.expected)):
+    if not res.options.record or not chosen or not ({"overlay", SCORE} & set(res.expected)):
         return None
     found: dict[str, dict[int, object]] = {"overlay": {}, SCORE: {}}
     outputs = open_bag(res.options.out / "outputs").reader
@@ -352,10 +352,12 @@ def report_markdown(report: dict) -> str:
             ]
         lines += [f"- label problem: {why} ({n})" for why, n in m["label_problems"].items()]
     out = report["outputs"]
+    where = (
+        f"recorded in `{out['bag']}` (rosbag2, MCAP)" if out["bag"] else "received (not recorded)"
+    )
     lines += [
         "",
-        f"Outputs recorded in `{out['bag']}` (rosbag2, MCAP): "
-        + ", ".join(f"{t} {n}" for t, n in sorted(out["messages"].items())),
+        f"Outputs {where}: " + ", ".join(f"{t} {n}" for t, n in sorted(out["messages"].items())),
         "",
     ]
     return "\n".join(lines)

@@ -285,7 +285,9 @@ def test_eval_attached_at_recorded_rate_skips_an_unsupported_frame(tmp_path, env
     assert len(read_bag(out / "outputs")["/att/anomaly/score"]) == fr["with_outputs"] > 0
 
 
-def test_eval_attached_to_a_compressed_topic_finds_its_labels(tmp_path, env, attached):
+def test_eval_attached_to_a_compressed_topic_finds_its_labels_without_recording(
+    tmp_path, env, attached
+):
     folder = write_frames(tmp_path / "src", 3)
     args = ["bag", "make", "--images", str(folder / "images"), "--labels", str(folder / "labels")]
     assert (
@@ -296,12 +298,15 @@ def test_eval_attached_to_a_compressed_topic_finds_its_labels(tmp_path, env, att
     args = eval_args(
         tmp_path / "j", "/att/image/compressed", out, "--attach", "--namespace", "/att"
     )
-    proc = cli(env, *args, "--max-rate")
+    proc = cli(env, *args, "--max-rate", "--no-record")
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     report = json.loads((out / "report.json").read_text())
     assert report["label_topic"] == "/att/image/labels"  # <base topic>/labels by default
     assert report["frames"]["with_all_outputs"] == 3 and report["metrics"]["frames_scored"] == 3
+    assert not (out / "outputs").exists() and report["outputs"]["bag"] is None
+    assert report["outputs"]["messages"]["anomaly/score"] >= 3  # received and scored
+    assert "received (not recorded)" in (out / "report.md").read_text()
 
 
 def test_eval_of_a_cut_short_bag_keeps_a_partial_report(tmp_path, env, attached):
