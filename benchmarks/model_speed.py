@@ -1,9 +1,10 @@
 """Forward time of each segmentor, of the OoD head, and of segmentor + head + scores.
 
-Batch 1, at 1024×512 and 2048×1024, on the CPU and (when present) CUDA in fp32 and fp16. Real
-checkpoints from --data-root are used where they exist (ENet, ESPNet); the torchvision models run
-with random weights (same cost). The head's cost is reported as a ratio of its segmentor's, both
-measured in the same run.
+Batch 1, at 1024×512 and 2048×1024, on the CPU and (when present) CUDA in fp32 and fp16, eager
+and, with --compile MODE, also torch.compile'd (compile time reported apart). Real checkpoints
+from --data-root are used where they exist (ENet, ESPNet); the torchvision models run with random
+weights (same cost). The head's cost is reported as a ratio of its segmentor's, both measured in
+the same run.
 
     python benchmarks/model_speed.py --data-root ../shared/data --out /tmp/model_speed.json
 """
@@ -11,7 +12,9 @@ measured in the same run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import platform
 import statistics
@@ -23,7 +26,7 @@ import torch
 
 from sleeg_core.head import DEFAULT_WIDTH, OoDHead
 from sleeg_core.headfile import HeadFile
-from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.inference import COMPILE_MODES, AnomalySegmenter
 from sleeg_core.segmentors import build_segmentor
 
 REAL_WEIGHTS = {
@@ -57,6 +60,7 @@ def measure(
     half: bool,
     repeat: int,
     head_file: HeadFile | None,
+    compile_mode: str | None = None,
 ) -> dict[str, float]:
     if head_file is not None and head_file.segmentor == name:
         segmentor = build_segmentor(name, weights, **head_file.segmentor_options).to(device)
@@ -64,10 +68,17 @@ def measure(
     else:
         segmentor = build_segmentor(name, weights).to(device)
         head = OoDHead(segmentor.info.feature_channels).to(device).eval()
-    model = AnomalySegmenter(segmentor, head).eval()
+    model = AnomalySegmenter(segmentor, head, lam=head_file.lam if head_file else 0.5).eval()
     images = torch.randint(0, 256, (1, 3, *size), dtype=torch.uint8, device=device)
-    features = segmentor(images).features
     autocast = torch.autocast(device.type, dtype=torch.float16, enabled=half)
+    compile_s = math.nan
+    if compile_mode:
+        start = time.perf_counter()
+        model.compile_networks(compile_mode)
+        with autocast:
+            model(images, scores=("sleeg",))  # compiles the segmentor and the head
+        compile_s = time.perf_counter() - start
+    features = segmentor(images).features
 
     def seg():
         with autocast:
@@ -85,6 +96,7 @@ def measure(
     head_ms = timed(head_only, device, repeat)
     full_ms = timed(full, device, repeat)
     return {
+        "compile_s": compile_s,
         "segmentor_ms": seg_ms,
         "head_ms": head_ms,
         "full_ms": full_ms,
@@ -110,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         "head config are used for that segmentor (else a default-width head)",
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch default)")
+    parser.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        help="also measure each model torch.compile'd in this mode",
+    )
     parser.add_argument("--out", type=Path, help="JSON file for the results")
     args = parser.parse_args(argv)
     if args.threads:
@@ -119,16 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     devices = [("cpu", False)]
     if torch.cuda.is_available():
         devices += [("cuda", False), ("cuda", True)]
+    modes = [None, args.compile] if args.compile else [None]
     rows = []
     print(
-        f"{'segmentor':28} {'size':>9} {'device':>9} {'seg ms':>8} {'head ms':>8} "
+        f"{'segmentor':28} {'size':>9} {'device':>20} {'seg ms':>8} {'head ms':>8} "
         f"{'full ms':>8} {'head/seg':>8}"
     )
     for name in args.segmentors.split(","):
         rel = REAL_WEIGHTS.get(name)
         weights = args.data_root / rel if rel and (args.data_root / rel).is_file() else None
         for size_name in args.sizes.split(","):
-            for dev, half in devices:
+            for (dev, half), mode in itertools.product(devices, modes):
                 r = measure(
                     name,
                     weights,
@@ -137,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                     half,
                     args.repeat,
                     head_file,
+                    mode,
                 )
-                label = f"{dev}{'-fp16' if half else ''}"
+                label = f"{dev}{'-fp16' if half else ''}{f'-{mode}' if mode else ''}"
                 rows.append(
                     {
                         "segmentor": name,
@@ -149,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
                 print(
-                    f"{name:28} {size_name:>9} {label:>9} {r['segmentor_ms']:8.1f} "
+                    f"{name:28} {size_name:>9} {label:>20} {r['segmentor_ms']:8.1f} "
                     f"{r['head_ms']:8.1f} {r['full_ms']:8.1f} {r['head_over_segmentor']:8.3f}",
                     flush=True,
                 )
