@@ -40,20 +40,24 @@ def frames(data_root: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
 
 
 def bare_forward_ms(args: argparse.Namespace, images: list[np.ndarray], score: str) -> float:
-    model, _ = load_segmenter("enet", args.weights, args.head, "cpu")
+    model, _ = load_segmenter("enet", args.weights, args.head, args.device)
+    device = next(model.parameters()).device
+    half = torch.autocast("cuda", dtype=torch.float16, enabled=args.half and device.type == "cuda")
     times = []
     for i, image in enumerate(images):
         t0 = time.perf_counter()
-        pred = model(to_batch(image), scores=(score,))
-        pred.train_ids.numpy(), pred.scores[score].numpy()
+        with half:
+            pred = model(to_batch(image, device), scores=(score,))
+        pred.train_ids.cpu().numpy(), pred.scores[score].cpu().numpy()
         if i >= 2:  # warm-up
             times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
 
 
 def bag_eval(args: argparse.Namespace, bag: Path, out: Path, score: str, *mode: str) -> dict:
-    params = [f"weights:={args.weights}", "device:=cpu", f"score:={score}",
-              "inference_width:=1024", "inference_height:=512"]  # fmt: skip
+    params = [f"weights:={args.weights}", f"device:={args.device}", f"score:={score}",
+              "inference_width:=1024", "inference_height:=512",
+              f"half_precision:={str(args.half).lower()}"]  # fmt: skip
     params += [f"head:={args.head}"] if args.head else ['head:=""', "threshold:=1.5"]
     cmd = [sys.executable, "-m", "sleeg_core.cli", "bag", "eval", "--bag", str(bag),
            "--image-topic", TOPIC, "--no-labels", "--no-record", "--out", str(out),
@@ -71,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, help="default: the shared ENet")
     parser.add_argument("--head", type=Path, help="trained head (default: entropy, no head)")
     parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (node and bare forward)")
+    parser.add_argument("--half", action="store_true", help="fp16 on CUDA (both)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.weights = args.weights or args.data_root / "weights/enet_cityscapes/enet.pth"
@@ -86,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     sustainable = 1000.0 / per_frame
     result = {
         "frame_size": "1024x512",
+        "device": args.device + ("-fp16" if args.half else ""),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "score": score,
         "threads": torch.get_num_threads(),
         "bare_forward_ms": bare,
