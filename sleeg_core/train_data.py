@@ -60,17 +60,19 @@ def photometric_distortion(image: np.ndarray, rng: np.random.Generator) -> np.nd
 
 
 def random_crop(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Rescale by U(scale) (at least enough to cover the crop), crop, flip, distort."""
+    """Rescale by U(scale) (at least enough to cover the crop), crop, flip, distort.
+
+    The crop window is chosen in the source image (crop size / scale) and only that window is
+    resized: the same augmentation as resizing the whole frame first, at a fraction of the cost.
+    """
     ch, cw = cfg.crop
     h, w = image.shape[:2]
-    s = rng.uniform(*cfg.scale)
-    s = max(s, ch / h, cw / w)
-    nh, nw = max(ch, round(h * s)), max(cw, round(w * s))
+    s = max(rng.uniform(*cfg.scale), ch / h, cw / w)
+    sh, sw = min(h, max(1, round(ch / s))), min(w, max(1, round(cw / s)))
+    y = int(rng.integers(0, h - sh + 1))
+    x = int(rng.integers(0, w - sw + 1))
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    image = cv2.resize(image, (nw, nh), interpolation=interp)
-    y = int(rng.integers(0, nh - ch + 1))
-    x = int(rng.integers(0, nw - cw + 1))
-    image = image[y : y + ch, x : x + cw]
+    image = cv2.resize(image[y : y + sh, x : x + sw], (cw, ch), interpolation=interp)
     if cfg.flip and rng.random() < 0.5:
         image = image[:, ::-1]
     if cfg.photometric:
@@ -98,18 +100,40 @@ class StepSampler(Sampler[list[tuple[int, int, int]]]):
 
 
 class CropDataset(Dataset):
-    """Frames on disk → uint8 3×h×w crops; indexed by (frame index, step, slot)."""
+    """Frames on disk → uint8 3×h×w crops; indexed by (frame index, step, slot).
 
-    def __init__(self, frames: Sequence[Path], cfg: AugmentConfig, seed: int):
+    Decoded frames are kept in memory up to `cache_mb` MiB (per loader worker: each holds its
+    own copy), the first ones decoded first; the rest are decoded at every use. Decoding a
+    2048×1024 PNG costs ~25 ms, as much CPU as the frozen ENet spends on a 256×512 crop.
+    """
+
+    def __init__(
+        self, frames: Sequence[Path], cfg: AugmentConfig, seed: int, cache_mb: float = 0.0
+    ):
         if not frames:
             raise SleegError("no training frames")
+        if cache_mb < 0:
+            raise SleegError(f"data.cache_mb must be ≥ 0, got {cache_mb}")
         self.frames, self.cfg, self.seed = list(frames), cfg, seed
+        self.cache: dict[int, np.ndarray] = {}
+        self.cache_left = int(cache_mb * 2**20)  # bytes
 
     def __len__(self) -> int:
         return len(self.frames)
 
+    def frame(self, index: int) -> np.ndarray:
+        """The decoded frame (H×W×3 RGB, read-only when cached)."""
+        if (image := self.cache.get(index)) is not None:
+            return image
+        image = read_rgb(self.frames[index])
+        if image.nbytes <= self.cache_left:
+            image.flags.writeable = False  # crops are views: nothing may write into the cache
+            self.cache[index] = image
+            self.cache_left -= image.nbytes
+        return image
+
     def __getitem__(self, key: tuple[int, int, int]) -> torch.Tensor:
         index, step, slot = key
         rng = sample_rng(self.seed, step, slot)
-        crop = random_crop(read_rgb(self.frames[index]), self.cfg, rng)
+        crop = random_crop(self.frame(index), self.cfg, rng)
         return torch.from_numpy(crop).permute(2, 0, 1)

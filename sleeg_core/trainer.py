@@ -65,6 +65,7 @@ class DataConfig:
     sources: list[SourceConfig] = field(default_factory=list)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     workers: int = 2
+    cache_mb: float = 0.0  # decoded frames kept in memory, per loader worker (0: none)
 
 
 @dataclass
@@ -330,7 +331,7 @@ class Trainer:
         """Batches of random crops for steps self.step … until−1, in worker processes."""
         cfg = self.cfg
         return DataLoader(
-            CropDataset(frames, cfg.data.augment, cfg.seed),
+            CropDataset(frames, cfg.data.augment, cfg.seed, cfg.data.cache_mb),
             batch_sampler=StepSampler(len(frames), cfg.batch_size, cfg.seed, self.step, until),
             num_workers=cfg.data.workers,
             pin_memory=self.device.type == "cuda",
