@@ -36,9 +36,10 @@ def resolve_device(device: str) -> torch.device:
 
 @dataclass
 class Prediction:
-    """train_ids: B×H×W uint8; scores: name → B×H×W float32; logits: B×K×H×W (or None)."""
+    """train_ids: B×H×W uint8 (None when not asked for); scores: name → B×H×W float32;
+    logits: B×K×H×W (None unless asked for)."""
 
-    train_ids: torch.Tensor
+    train_ids: torch.Tensor | None
     scores: dict[str, torch.Tensor]
     logits: torch.Tensor | None = None
 
@@ -105,8 +106,9 @@ class AnomalySegmenter(nn.Module):
         scores: tuple[str, ...] = ("sleeg",),
         size: tuple[int, int] | None = None,
         keep_logits: bool = False,
+        train_ids: bool = True,
     ) -> Prediction:
-        """images: B×3×H×W uint8 RGB → Prediction at H×W."""
+        """images: B×3×H×W uint8 RGB → Prediction at H×W (only the parts asked for)."""
         in_hw = tuple(images.shape[-2:])
         x = images
         if size is not None and tuple(size) != in_hw:
@@ -122,18 +124,19 @@ class AnomalySegmenter(nn.Module):
         if keep_logits or any(needs_logits(n, **params[n]) for n in scores):
             logits = out.logits.float()
         maps = {n: compute_score(n, logits, h, **params[n]) for n in scores}
-        train_ids = out.train_ids()
+        ids = out.train_ids() if train_ids else None
         if x is not images:
             maps = {
                 n: F.interpolate(m[:, None], size=in_hw, mode="bilinear")[:, 0]
                 for n, m in maps.items()
             }
-            train_ids = F.interpolate(train_ids[:, None], size=in_hw, mode="nearest-exact")[:, 0]
+            if ids is not None:
+                ids = F.interpolate(ids[:, None], size=in_hw, mode="nearest-exact")[:, 0]
             if keep_logits:
                 logits = F.interpolate(logits, size=in_hw, mode="bilinear")
         if not keep_logits:
             logits = None
-        return Prediction(train_ids, maps, logits)
+        return Prediction(ids, maps, logits)
 
 
 def load_segmenter(

@@ -263,19 +263,26 @@ class AnomalyNode(Node):
     def _process(self, frame: Frame) -> None:
         t0 = time.perf_counter()
         msg = frame.msg
+        want = {name: self.wanted(name) for name in self.pubs}
+        need_ids = want["segmentation"] or want["color"]
+        need_score = want["score"] or want["mask"] or want["obstacles"] or want["overlay"]
+        if not (need_ids or need_score):  # nobody listens: nothing to compute
+            self.stats.processed += 1
+            return
         if isinstance(msg, CompressedImage):
             rgb = compressed_to_rgb(msg, self.max_pixels)
         else:
             rgb = image_to_rgb(msg, self.max_pixels)
-        want = {name: self.wanted(name) for name in self.pubs}
-        need_score = want["score"] or want["mask"] or want["obstacles"] or want["overlay"]
         images = to_batch(rgb, self.device)
         t1 = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
             pred = self.model(
-                images, scores=(self.score_name,) if need_score else (), size=self.size
+                images,
+                scores=(self.score_name,) if need_score else (),
+                size=self.size,
+                train_ids=need_ids,
             )
-        train_ids = pred.train_ids[0].cpu().numpy()
+        train_ids = pred.train_ids[0].cpu().numpy() if need_ids else None
         score = pred.scores[self.score_name][0].cpu().numpy() if need_score else None
         t2 = time.perf_counter()
         header = msg.header

@@ -167,9 +167,9 @@ def normalise(
     images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:
     """uint8 RGB B×3×H×W → float (x/255 − mean)/std."""
-    m = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
-    return (images.float() / 255.0 - m) / s
+    scale = torch.tensor([1 / (255.0 * s) for s in std], device=images.device)
+    shift = torch.tensor([m / s for m, s in zip(mean, std, strict=True)], device=images.device)
+    return images.float().mul_(scale.view(1, -1, 1, 1)).sub_(shift.view(1, -1, 1, 1))  # one buffer
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
