@@ -16,6 +16,9 @@ python benchmarks/model_speed.py --data-root "$root" --compile reduce-overhead \
     --out "$out/model_speed.json" | tee "$out/model_speed.txt"
 python benchmarks/train_speed.py --data-root "$root" --config config/train_enet_gpu.yaml \
     --out "$out/train_speed.json" | tee "$out/train_speed.txt"
+python benchmarks/train_speed.py --data-root "$root" --config config/train_enet_gpu.yaml \
+    --set segmentor.compile_mode=default \
+    --out "$out/train_speed_compiled.json" | tee "$out/train_speed_compiled.txt"
 if python -c "import rclpy" 2>/dev/null; then
     python benchmarks/node_speed.py --data-root "$root" --device cuda \
         --head "$out/accuracy/head.pt" --out "$out/node_fp32"

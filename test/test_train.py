@@ -117,6 +117,19 @@ def test_bad_config_key_and_empty_folder(tmp_path, weights, capsys):
     assert "no images found" in capsys.readouterr().err
 
 
+def test_compiled_segmentor_trains_and_a_bad_mode_stops_before_training(tmp_path, weights, capsys):
+    frames = make_frames(tmp_path / "frames", n=3)
+    args = train_args(weights, tmp_path / "bad", "--images", str(frames), "--iterations", "2")
+    assert sleeg([*args, "--set", "segmentor.compile_mode=fastest"]) == 2
+    assert "unknown compile mode 'fastest'" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "checkpoints").exists()
+    out = tmp_path / "compiled"
+    args = train_args(weights, out, "--images", str(frames), "--iterations", "2")
+    args += ["--set", "segmentor.compile_mode=default", "--set", "data.workers=0"]
+    assert sleeg(args) == 0
+    assert np.isfinite(HeadFile.load(out / "head.pt").threshold)
+
+
 def test_print_config_shows_resolved_values(tmp_path, capsys):
     assert sleeg(["train", "--print-config", "--iterations", "7", "--set", "loss.gamma=3"]) == 0
     out = capsys.readouterr().out
