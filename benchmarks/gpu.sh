@@ -3,6 +3,12 @@
 # done (or sleeg_core importable): model (eager and CUDA graphs, fp32/fp16), node over DDS
 # (fp32/fp16) and training phases, after the accuracy benchmark's GPU profile (its head is used).
 #   benchmarks/gpu.sh OUT_DIR [DATA_ROOT]
+# On the project's lent GPU machines (device tool): PyTorch, OpenCV, matplotlib and TensorBoard
+# are installed there, rclpy and rosbags are not (the node benchmark is skipped unless they are
+# carried as wheels), and ../shared does not travel: copy ../shared/data (66 MiB: weights 3,
+# driving 8, anomaly 55) into a git-ignored folder of the checkout, within the 64 MiB a call may
+# carry (e.g. without road_anomaly/, 22 MiB, for a model/training-only call), and pass it as
+# DATA_ROOT.
 set -euo pipefail
 out=${1:?usage: benchmarks/gpu.sh OUT_DIR [DATA_ROOT]}
 root=${2:-${SLEEG_SHARED:-../shared}/data}
