@@ -1,7 +1,8 @@
 """The frozen-segmentor interface that every segmentation network in sleeg implements.
 
 A segmentor takes an RGB uint8 batch of any size and returns the features the OoD head reads and
-the K class logits at input size. Its weights never change and its BatchNorm/Dropout layers stay in
+its K class logits (at its own resolution; at input size on demand, see `SegmentorOutput`). Its
+weights never change and its BatchNorm/Dropout layers stay in
 eval mode whatever `.train()` is called on a parent module.
 """
 
@@ -123,8 +124,8 @@ class Segmentor(nn.Module):
     """Base class: subclasses implement `_forward(images) -> SegmentorOutput` on a uint8 batch.
 
     `forward(images)` takes a B×3×H×W uint8 RGB tensor (any H, W ≥ 1) on the module's device and
-    runs without gradients. The subclass pads/resizes to what its architecture needs and maps the
-    logits back exactly to H×W.
+    runs without gradients. The subclass pads/resizes to what its architecture needs and says
+    (`upsampled_hw`, cropped to `input_hw`) how its coarse logits map back exactly to H×W.
     """
 
     info: SegmentorInfo
