@@ -74,7 +74,7 @@ def upsampled_argmax(
     coarse: torch.Tensor, size: tuple[int, int], crop: tuple[int, int]
 ) -> torch.Tensor:
     """argmax over dim 1 of `F.interpolate(coarse, size, mode="bilinear")[..., :crop_h, :crop_w]`
-    as B×H×W uint8, without interpolating all K channels everywhere.
+    as B×H×W uint8 (K ≤ 256 classes), without interpolating all K channels everywhere.
 
     A bilinear pixel is a convex combination of (up to) four coarse pixels; when all four have the
     same argmax c, so does the combination. Only pixels whose four sources disagree (near class
