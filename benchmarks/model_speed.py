@@ -26,8 +26,9 @@ import torch
 
 from sleeg_core.head import DEFAULT_WIDTH, OoDHead
 from sleeg_core.headfile import HeadFile
-from sleeg_core.inference import COMPILE_MODES, AnomalySegmenter
+from sleeg_core.inference import AnomalySegmenter
 from sleeg_core.segmentors import build_segmentor
+from sleeg_core.segmentors.base import COMPILE_MODES
 
 REAL_WEIGHTS = {
     "enet": "weights/enet_cityscapes/enet.pth",

@@ -20,15 +20,6 @@ from sleeg_core.headfile import HeadFile
 from sleeg_core.segmentors import Segmentor, build_segmentor
 from sleeg_core.segmentors.base import upsample_to_input
 
-# torch.compile modes; "reduce-overhead" also captures CUDA graphs on CUDA (fixed input sizes)
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-
-
-def check_compile_mode(mode: str) -> None:
-    """SleegError unless `mode` is one of COMPILE_MODES."""
-    if mode not in COMPILE_MODES:
-        raise SleegError(f"unknown compile mode '{mode}'; choose one of {', '.join(COMPILE_MODES)}")
-
 
 def resolve_device(device: str) -> torch.device:
     """'auto' → CUDA when available, else CPU; 'cuda' without a GPU is a SleegError."""
@@ -82,10 +73,9 @@ class AnomalySegmenter(nn.Module):
         input size compiles again, so use it with a fixed inference size). Compilation happens
         on the first forward of each size; on 2 CPU threads ENet + head at 1024×512 then runs
         1.3× faster after ~20 s of compiling (benchmarks/README.md)."""
-        check_compile_mode(mode)
-        parts = self.segmentor.networks() + ([self.head] if self.head is not None else [])
-        for part in parts:
-            part.compile(mode=mode, dynamic=False)
+        self.segmentor.compile_networks(mode)
+        if self.head is not None:
+            self.head.compile(mode=mode, dynamic=False)
         return self
 
     def available_scores(self) -> list[str]:

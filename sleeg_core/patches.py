@@ -369,9 +369,8 @@ def render_patches(
             placements.append((i, crop, dy, dx, noise))
     points = None if hull_points is None else hull_points.flatten(0, 1)
     masks = patch_masks([crop for _, crop, _, _, _ in placements], config, points)
-    for (i, crop, dy, dx, noise), mask in zip(
-        placements, masks, strict=True
-    ):  # in order: later pastes win
+    # pasted in order: later pastes overwrite earlier ones
+    for (i, crop, dy, dx, noise), mask in zip(placements, masks, strict=True):
         if noise:
             crop = _noise_like(crop, noise_stats, generator)
         ch, cw = mask.shape

@@ -34,7 +34,7 @@ from sleeg_core.errors import SleegError
 from sleeg_core.head import DEFAULT_WIDTH, HeadConfig, OoDHead
 from sleeg_core.headfile import HeadFile
 from sleeg_core.images import read_rgb, to_batch
-from sleeg_core.inference import AnomalySegmenter, check_compile_mode, resolve_device
+from sleeg_core.inference import AnomalySegmenter, resolve_device
 from sleeg_core.losses import total_loss
 from sleeg_core.patches import PatchConfig, PatchRenderer
 from sleeg_core.refinement import refine_labels, refinement_scores
@@ -51,8 +51,8 @@ class SegmentorConfig:
     name: str = "enet"
     weights: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # e.g. feature_layer, logits_source
-    # torch.compile the frozen networks ("" off; see inference.COMPILE_MODES): the crop size is
-    # fixed, so they compile once (plus once for the calibration size at the end)
+    # torch.compile the frozen networks ("" off; segmentors.base.COMPILE_MODES): the crop size
+    # is fixed, so they compile once (plus once for the calibration size at the end)
     compile_mode: str = ""
 
 
@@ -159,9 +159,7 @@ class Trainer:
             )
         self.segmentor = segmentor.to(self.device)
         if cfg.segmentor.compile_mode:
-            check_compile_mode(cfg.segmentor.compile_mode)
-            for part in segmentor.networks():
-                part.compile(mode=cfg.segmentor.compile_mode, dynamic=False)
+            segmentor.compile_networks(cfg.segmentor.compile_mode)
         info = segmentor.info
         self.head_config = HeadConfig(
             info.feature_channels, cfg.head.width, cfg.head.depth, cfg.head.dropout

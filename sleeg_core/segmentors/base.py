@@ -2,8 +2,8 @@
 
 A segmentor takes an RGB uint8 batch of any size and returns the features the OoD head reads and
 its K class logits (at its own resolution; at input size on demand, see `SegmentorOutput`). Its
-weights never change and its BatchNorm/Dropout layers stay in
-eval mode whatever `.train()` is called on a parent module.
+weights never change and its BatchNorm/Dropout layers stay in eval mode whatever `.train()` is
+called on a parent module.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from torch import nn
 # re-exported: the label space lives in sleeg_core.cityscapes
 from sleeg_core.cityscapes import CITYSCAPES_CLASSES as CITYSCAPES_CLASSES
 from sleeg_core.cityscapes import CITYSCAPES_PALETTE as CITYSCAPES_PALETTE
+from sleeg_core.errors import SleegError
+
+# torch.compile modes; "reduce-overhead" also captures CUDA graphs on CUDA (fixed input sizes)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -150,8 +154,19 @@ class Segmentor(nn.Module):
         raise NotImplementedError
 
     def networks(self) -> list[nn.Module]:
-        """The submodules that do the heavy work: what `torch.compile` compiles."""
+        """The submodules that do the heavy work: what `compile_networks` compiles."""
         return [self.net]
+
+    def compile_networks(self, mode: str = "default") -> Segmentor:
+        """`torch.compile` the networks in place, for static shapes: each new input size compiles
+        again on its first forward. SleegError for a mode not in COMPILE_MODES."""
+        if mode not in COMPILE_MODES:
+            raise SleegError(
+                f"unknown compile mode '{mode}'; choose one of {', '.join(COMPILE_MODES)}"
+            )
+        for part in self.networks():
+            part.compile(mode=mode, dynamic=False)
+        return self
 
 
 def check_image_batch(images: torch.Tensor) -> None:
