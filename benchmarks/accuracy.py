@@ -1,20 +1,24 @@
-"""Accuracy of SLEEG on the frozen Cityscapes ENet against the logit baselines of the same ENet.
+"""Accuracy of SLEEG on a frozen Cityscapes segmentor against that segmentor's logit baselines.
 
-Fixed protocol (docs/accuracy.md):
-- segmentor: the real ENet (`weights/enet_cityscapes/enet.pth`), frozen;
-- training: a SLEEG head trained self-supervised on the *images* only (labels are never read) of
-  `anomaly/fs_static_val/images`, `anomaly/smiyc_roadobstacle21_val/images` and `driving/`, with
-  `config/train_enet_<profile>.yaml` ("cpu": short schedule for 2 CPU cores, ≤ 45 min in all;
-  "gpu": the paper's 40k iterations at batch 8 on 512×1024 crops);
-- evaluation: `anomaly/road_anomaly` and `anomaly/smiyc_roadanomaly21_val` at native resolution,
-  all valid pixels pooled; SLEEG (and its TAE/TORE terms) against msp, maxlogit, entropy, energy
-  and sml (SML statistics from the same training images).
+Protocol v2 (docs/accuracy.md):
+- segmentor: the real ENet (`weights/enet_cityscapes/enet.pth`) or DABNet
+  (`weights/dabnet_cityscapes/DABNet_cityscapes.pth`), frozen (`--segmentor`);
+- training: a SLEEG head trained self-supervised on normal Cityscapes-train frames only
+  (`cityscapes_train/images`, 2,641 frames, 1024×512; no image of an evaluation set is ever a
+  training image), with `config/train_<segmentor>_<profile>.yaml` ("cpu": a short schedule for 2
+  CPU cores, ≤ 45 min with the evaluation; "gpu": one ≤ 10-minute call on a lent GPU, from every
+  5th frame (529 frames, ~32 MB) since that machine carries at most 64 MiB);
+- evaluation: Road Anomaly, RoadAnomaly21 val, RoadObstacle21 val (off-road void) and Fishyscapes
+  Static val at native resolution, all valid pixels pooled; SLEEG (and its TAE/TORE terms)
+  against msp, maxlogit, entropy, energy and sml (SML statistics from 100 training frames).
+  One head and one config per segmentor for every set.
 
 Writes DIR/head.pt, DIR/results.json (metrics, wall times, the config), DIR/results.md, the PR/ROC
 curves and example overlays, plus the training run (metrics.csv, checkpoints/, tensorboard/), and
-prints the table with, per set, whether SLEEG beats the best baseline in AP and in FPR95.
+prints, per set, whether SLEEG beats the best baseline in AP and in FPR95.
 
-    python benchmarks/accuracy.py --data-root ../shared/data --out /tmp/acc --profile cpu
+    python benchmarks/accuracy.py --data-root ../shared/data --out /tmp/acc --segmentor enet
+    python benchmarks/accuracy.py --data-root ../shared/data --out /tmp/acc --head models/x.pt
     python benchmarks/accuracy.py --data-root ../shared/data --out /tmp/acc_smoke --smoke
 """
 
@@ -32,16 +36,23 @@ import torch
 from sleeg_core.cli import main as sleeg_main
 from sleeg_core.config import from_dict, load_config, to_dict
 from sleeg_core.errors import SleegError
+from sleeg_core.headfile import HeadFile
 from sleeg_core.trainer import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parent.parent
-WEIGHTS = "weights/enet_cityscapes/enet.pth"
-TRAIN_IMAGES = (
-    "anomaly/fs_static_val/images",
-    "anomaly/smiyc_roadobstacle21_val/images",
-    "driving",
-)
-EVAL_SETS = {"road_anomaly": "anomaly/road_anomaly", "ra21": "anomaly/smiyc_roadanomaly21_val"}
+WEIGHTS = {
+    "enet": "weights/enet_cityscapes/enet.pth",
+    "dabnet": "weights/dabnet_cityscapes/DABNet_cityscapes.pth",
+}
+TRAIN_IMAGES = "cityscapes_train/images"
+TRAIN_EVERY = {"cpu": 1, "gpu": 5}  # the GPU machine carries ≤ 64 MiB: every 5th frame, ~32 MB
+SML_IMAGES = 100  # training frames (evenly spaced) for SML's per-class statistics
+EVAL_SETS = {
+    "road_anomaly": "anomaly/road_anomaly",
+    "ra21": "anomaly/smiyc_roadanomaly21_val",
+    "ro21": "anomaly/smiyc_roadobstacle21_val",
+    "fs_static": "anomaly/fs_static_val",
+}
 BASELINES = ("msp", "maxlogit", "entropy", "energy", "sml")
 HEAD_SCORES = ("sleeg", "tae", "tore")
 # --smoke: a few steps on tiny crops and a low-resolution evaluation, only to check that it runs
@@ -55,6 +66,7 @@ SMOKE_OVERRIDES = [
     "calibration.size=[64,128]",
 ]
 SMOKE_EVAL_SIZE = "72x128"
+SMOKE_TRAIN_EVERY = 200
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -62,11 +74,13 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     overrides = [f"out={args.out}", f"device={args.device}", *args.set]
     if args.smoke:
         overrides = SMOKE_OVERRIDES + overrides
-    cfg = load_config(TrainConfig, REPO / "config" / f"train_enet_{args.profile}.yaml", overrides)
+    config = REPO / "config" / f"train_{args.segmentor}_{args.profile}.yaml"
+    cfg = load_config(TrainConfig, config, overrides)
     data = to_dict(cfg)
-    data["segmentor"]["weights"] = str(args.data_root / WEIGHTS)
+    data["segmentor"]["weights"] = str(args.data_root / WEIGHTS[args.segmentor])
+    every = SMOKE_TRAIN_EVERY if args.smoke else args.train_every or TRAIN_EVERY[args.profile]
     data["data"]["sources"] = [
-        {"type": "images", "path": str(args.data_root / p)} for p in TRAIN_IMAGES
+        {"type": "images", "path": str(args.data_root / TRAIN_IMAGES), "every": every}
     ]
     return from_dict(TrainConfig, data)
 
@@ -76,22 +90,24 @@ def evaluate(args: argparse.Namespace, head: Path) -> int:
     argv = [
         "eval",
         "--segmentor",
-        "enet",
+        args.segmentor,
         "--weights",
-        str(args.data_root / WEIGHTS),
+        str(args.data_root / WEIGHTS[args.segmentor]),
         "--head",
         str(head),
         "--scores",
-        ",".join((*BASELINES, *HEAD_SCORES)),
+        args.scores,
         "--device",
         args.device,
         "--out",
         str(args.out),
+        "--sml-images",
+        str(args.data_root / TRAIN_IMAGES),
+        "--sml-max-images",
+        str(2 if args.smoke else SML_IMAGES),
     ]
     for name, path in EVAL_SETS.items():
         argv += ["--dataset", f"{name}={args.data_root / path}"]
-    for path in TRAIN_IMAGES:
-        argv += ["--sml-images", str(args.data_root / path)]
     if args.smoke:
         argv += ["--size", SMOKE_EVAL_SIZE, "--examples", "1"]
     return sleeg_main(argv)
@@ -102,6 +118,8 @@ def verdict(results: dict, score: str) -> dict[str, dict[str, object]]:
     out = {}
     for name, result in results["datasets"].items():
         scores = result["scores"]
+        if not all(s in scores for s in (*BASELINES, score)):
+            continue
         best_ap = max(BASELINES, key=lambda s: scores[s]["ap"])
         best_fpr = min(BASELINES, key=lambda s: scores[s]["fpr95"])
         out[name] = {
@@ -117,7 +135,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, type=Path, help="the shared data folder")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--segmentor", choices=tuple(WEIGHTS), default="enet")
     parser.add_argument("--profile", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument(
+        "--head", type=Path, help="evaluate this trained head file instead of training one"
+    )
+    parser.add_argument(
+        "--train-every", type=int, default=0, help="keep every k-th training frame (0: profile's)"
+    )
+    parser.add_argument(
+        "--scores",
+        default=",".join((*BASELINES, *HEAD_SCORES)),
+        help="scores to evaluate (ablations may skip the baselines; the verdict needs them)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--smoke", action="store_true", help="a few tiny steps: does it run?")
     parser.add_argument(
@@ -138,11 +168,16 @@ def main() -> int:
     args.data_root = args.data_root.resolve()
     torch.set_num_threads(args.threads)
     try:
-        cfg = train_config(args)
         t0 = time.perf_counter()
-        Trainer(cfg).fit(progress=sys.stderr.isatty())
+        if args.head:
+            head = args.head
+            train = HeadFile.load(head).train_config
+        else:
+            cfg = train_config(args)
+            Trainer(cfg).fit(progress=sys.stderr.isatty())
+            head, train = args.out / "head.pt", to_dict(cfg)
         t_train = time.perf_counter() - t0
-        if evaluate(args, args.out / "head.pt") != 0:
+        if evaluate(args, head) != 0:
             return 2
         t_eval = time.perf_counter() - t0 - t_train
     except SleegError as err:
@@ -150,11 +185,14 @@ def main() -> int:
         return 2
     results = json.loads((args.out / "results.json").read_text())
     results["protocol"] = {
+        "version": 2,
+        "segmentor": args.segmentor,
         "profile": args.profile,
         "smoke": args.smoke,
-        "train_images": list(TRAIN_IMAGES),
+        "head": str(head),
+        "train_images": TRAIN_IMAGES,
         "eval_sets": EVAL_SETS,
-        "train_config": to_dict(cfg),
+        "train_config": train,
         "cpu_count": os.cpu_count(),
         "torch_threads": args.threads,
     }

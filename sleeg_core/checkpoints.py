@@ -1,8 +1,9 @@
 """Reading weight files into modules, with one clear SleegError for every way that can fail.
 
-`load_state_dict_file` reads a plain state dict or a training checkpoint (`{'state_dict': ...}`)
-without executing pickled code (`weights_only=True`); `load_strict` loads it with every key and
-shape checked, and says what does not fit instead of printing PyTorch's wall of keys.
+`load_state_dict_file` reads a plain state dict or a training checkpoint (`{'state_dict': ...}`
+or `{'model': ...}`) without executing pickled code (`weights_only=True`); `load_strict` loads it
+with every key and shape checked, and says what does not fit instead of printing PyTorch's wall
+of keys.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ from torch import nn
 from sleeg_core.errors import SleegError
 
 SHOWN_KEYS = 3  # how many example keys an error message lists per kind of mismatch
+# entries of a training checkpoint that hold the state dict, tried in order
+WRAPPER_KEYS = ("state_dict", "model")
 
 
 def load_state_dict_file(path: str | Path, *, key: str | None = None) -> dict[str, torch.Tensor]:
     """Read a state dict (name → tensor) from a torch file on the CPU.
 
-    `key` picks an entry of a checkpoint dict; by default `ck['state_dict']` is used when present,
-    else the file itself. A DataParallel `module.` prefix is stripped. Denormal floats (below the
-    smallest normal number, e.g. weights of dead channels decayed towards zero) are set to 0: they
-    change nothing measurable but make CPU convolutions up to ~7× slower (ESPNet's weights).
+    `key` picks an entry of a checkpoint dict; by default the first of `ck['state_dict']` and
+    `ck['model']` that is a dict is used, else the file itself. A DataParallel `module.` prefix is
+    stripped. Denormal floats (below the smallest normal number, e.g. weights of dead channels
+    decayed towards zero) are set to 0: they change nothing measurable but make CPU convolutions
+    up to ~7× slower (ESPNet's weights).
     """
     path = Path(path)
     if not path.is_file():
@@ -42,8 +46,8 @@ def load_state_dict_file(path: str | Path, *, key: str | None = None) -> dict[st
         if key not in ck:
             raise SleegError(f"weights file {path} has no entry '{key}' (has: {_names(ck)})")
         ck = ck[key]
-    elif isinstance(ck.get("state_dict"), dict):
-        ck = ck["state_dict"]
+    else:
+        ck = next((ck[k] for k in WRAPPER_KEYS if isinstance(ck.get(k), dict)), ck)
     if not isinstance(ck, dict) or not ck:
         raise SleegError(f"weights file {path}: the state dict is empty or not a dict")
     bad = [k for k, v in ck.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]

@@ -24,6 +24,7 @@ CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = (
 )  # fmt: skip
 
 IGNORE_ID = 255
+ROAD_TRAIN_ID = CITYSCAPES_CLASSES.index("road")
 
 _LUT = np.zeros((256, 3), dtype=np.uint8)  # train id → colour; every other id stays black
 _LUT[: len(CITYSCAPES_PALETTE)] = CITYSCAPES_PALETTE

@@ -62,6 +62,13 @@ def images_of(folders: Sequence[Path]) -> list[Path]:
     return [p for folder in folders for p in list_images(folder)]
 
 
+def evenly_spaced(items: Sequence[Path], count: int) -> list[Path]:
+    """At most `count` of `items`, evenly spaced from the first (all of them when fewer)."""
+    if count >= len(items):
+        return list(items)
+    return [items[i * len(items) // count] for i in range(count)]
+
+
 @torch.no_grad()
 def evaluate_dataset(
     model: AnomalySegmenter,

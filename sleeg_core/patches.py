@@ -14,6 +14,11 @@ size from their top-left corner). Shapes (`PatchConfig.shape`):
 - "square": the full rectangle.
 - "random_hull" (authors' code): the convex hull of `n_random_points` uniform points in the crop.
 
+Crop areas are drawn uniformly or log-uniformly (`area_sampling`) from `area_range`. A fraction
+`road_fraction` of the patches is centred on a pixel of a given region (in training: where the
+frozen segmentor sees road in the clean image), so the head also learns objects lying on the
+road; the others go anywhere.
+
 A fraction `noise_fraction` of the patches keep their shape but are filled with Gaussian noise of
 the batch's per-channel mean and standard deviation, clipped to the batch's value range.
 
@@ -43,6 +48,7 @@ from sleeg_core.errors import SleegError
 from sleeg_core.images import MIN_SIDE
 
 SHAPES = ("convex_harris", "square", "random_hull")
+AREA_SAMPLING = ("uniform", "log_uniform")
 MIN_PATCH_SIDE = 3  # smallest crop side in pixels (a hull needs room for a triangle)
 DEGENERATE_HULL_FRACTION = 0.01  # largest corner triangle below this share of the crop → rectangle
 HARRIS_NMS_RADIUS = 2  # a corner is the strongest response in its (2r+1)² neighbourhood
@@ -64,7 +70,9 @@ class PatchConfig:
 
     shape: str = "convex_harris"
     n_patches: int = 10  # patches per image
-    area_range: tuple[float, float] = (0.01, 0.05)  # crop area as a fraction of H·W, uniform
+    area_range: tuple[float, float] = (0.01, 0.05)  # crop area as a fraction of H·W
+    area_sampling: str = "uniform"  # uniform | log_uniform (as many small crops as large)
+    road_fraction: float = 0.0  # share of patches centred in the `road` region, when one is given
     aspect_range: tuple[float, float] = (0.8, 1.2)  # crop width / height, uniform
     noise_fraction: float = 0.0  # probability that a patch is filled with Gaussian noise
     bank_size: int = 30  # crops a PatchRenderer keeps from past batches
@@ -84,6 +92,8 @@ class PatchConfig:
             (not 0 < area_low <= area_high <= 1, "area_range must satisfy 0 < low ≤ high ≤ 1"),
             (not 0 < aspect_low <= aspect_high, "aspect_range must satisfy 0 < low ≤ high"),
             (not 0 <= self.noise_fraction <= 1, "noise_fraction must be in [0, 1]"),
+            (self.area_sampling not in AREA_SAMPLING, f"area_sampling must be in {AREA_SAMPLING}"),
+            (not 0 <= self.road_fraction <= 1, "road_fraction must be in [0, 1]"),
             (self.bank_size < 1, "bank_size must be ≥ 1"),
             (self.bank_crops_per_image < 0, "bank_crops_per_image must be ≥ 0"),
             (self.max_corners < 3, "max_corners must be ≥ 3"),
@@ -159,8 +169,10 @@ class PatchRenderer:
         self.config = config or PatchConfig()
         self.bank = PatchBank(self.config.bank_size)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> PatchedBatch:
-        return render_patches(images, generator, self.config, self.bank)
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator, road: torch.Tensor | None = None
+    ) -> PatchedBatch:
+        return render_patches(images, generator, self.config, self.bank, road)
 
 
 def stack_crops(crops: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,8 +339,12 @@ def render_patches(
     generator: torch.Generator,
     config: PatchConfig | None = None,
     bank: PatchBank | None = None,
+    road: torch.Tensor | None = None,
 ) -> PatchedBatch:
     """Paste `config.n_patches` pseudo-anomalies into each image of a B×3×H×W batch.
+
+    `road` (B×H×W bool, optional): a share `config.road_fraction` of the patches is centred on one
+    of its pixels, drawn uniformly (an image without such pixels places them anywhere).
 
     Crops come from the other images of the batch (their original pixels, never the pasted
     result). With B = 1 they come from `bank`; with no bank or an empty one, from the image itself
@@ -346,6 +362,7 @@ def render_patches(
         hull_points = _uniform(generator, (batch, config.n_patches, config.n_random_points, 2))
     bank_draws = _uniform(generator, (batch, config.bank_crops_per_image, 4)).tolist()
     noise_stats = _noise_stats(images) if config.noise_fraction > 0 else None
+    centres = _RegionCentres(road, generator, config) if road is not None else None
     use_bank = batch == 1 and bank is not None and len(bank) > 0
     placements: list[tuple[int, torch.Tensor, int, int, bool]] = []  # image, crop, dy, dx, noise
     for i in range(batch):
@@ -354,10 +371,12 @@ def render_patches(
                 index = min(int(u_src * len(bank)), len(bank) - 1)
                 crop = bank[index][:, :height, :width].to(images.device, images.dtype)
                 ch, cw = crop.shape[-2:]
-                dy, dx = _position(u_dy, height - ch), _position(u_dx, width - cw)
             else:
                 ch, cw = _crop_size(u_area, u_aspect, config, height, width)
-                dy, dx = _position(u_dy, height - ch), _position(u_dx, width - cw)
+            dy, dx = _position(u_dy, height - ch), _position(u_dx, width - cw)
+            if centres is not None:
+                dy, dx = centres.place(i, (dy, dx), (ch, cw), (height, width))
+            if not use_bank:
                 if batch > 1:
                     source = (i + 1 + min(int(u_src * (batch - 1)), batch - 2)) % batch
                     sy, sx = _position(u_sy, height - ch), _position(u_sx, width - cw)
@@ -409,12 +428,45 @@ def _crop_size(
 ) -> tuple[int, int]:
     """Crop height and width from uniform draws, clamped to [MIN_PATCH_SIDE, image side]."""
     low, high = config.area_range
-    area = (low + u_area * (high - low)) * height * width
+    if config.area_sampling == "log_uniform":
+        area = math.exp(math.log(low) + u_area * math.log(high / low)) * height * width
+    else:
+        area = (low + u_area * (high - low)) * height * width
     low, high = config.aspect_range
     aspect = low + u_aspect * (high - low)
     ch = min(max(round(math.sqrt(area / aspect)), MIN_PATCH_SIDE), height)
     cw = min(max(round(math.sqrt(area * aspect)), MIN_PATCH_SIDE), width)
     return ch, cw
+
+
+class _RegionCentres:
+    """Patch positions centred on uniformly drawn pixels of a B×H×W bool region, for a share
+    `road_fraction` of the patches (own random draws, so the other draws keep their values)."""
+
+    def __init__(
+        self, region: torch.Tensor, generator: torch.Generator, config: PatchConfig
+    ) -> None:
+        batch = region.shape[0]
+        self.width = region.shape[-1]
+        self.pixels = [r.flatten().nonzero()[:, 0].cpu() for r in region]  # one list per image
+        self.draws = _uniform(generator, (batch, config.n_patches, 2)).tolist()
+        self.fraction = config.road_fraction
+        self.used = [0] * batch
+
+    def place(
+        self, i: int, default: tuple[int, int], size: tuple[int, int], image: tuple[int, int]
+    ) -> tuple[int, int]:
+        """The paste corner (y, x) of image i's next patch: centred on a region pixel, or
+        `default` for the others."""
+        u_use, u_pixel = self.draws[i][self.used[i]]
+        self.used[i] += 1
+        pixels = self.pixels[i]
+        if u_use >= self.fraction or len(pixels) == 0:
+            return default
+        flat = int(pixels[min(int(u_pixel * len(pixels)), len(pixels) - 1)])
+        cy, cx = divmod(flat, self.width)
+        (ch, cw), (height, width) = size, image
+        return min(max(cy - ch // 2, 0), height - ch), min(max(cx - cw // 2, 0), width - cw)
 
 
 def _position(u: float, last: int) -> int:

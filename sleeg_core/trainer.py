@@ -29,6 +29,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from sleeg_core.atomic import write_atomic
+from sleeg_core.cityscapes import ROAD_TRAIN_ID
 from sleeg_core.config import to_dict
 from sleeg_core.errors import SleegError
 from sleeg_core.head import DEFAULT_WIDTH, HeadConfig, OoDHead
@@ -205,8 +206,13 @@ class Trainer:
         cfg, step = self.cfg, self.step
         torch.manual_seed(seeded(cfg.seed, step, 1))  # dropout of this step
         gen = torch.Generator(device=self.device).manual_seed(seeded(cfg.seed, step, 2))
+        images = images.to(self.device, non_blocking=True)
+        road = None
+        if cfg.patches.road_fraction > 0:
+            with self._phase("road"):  # where the frozen segmentor sees road in the clean crops
+                road = self.segmentor(images).train_ids() == ROAD_TRAIN_ID
         with self._phase("patches"):
-            patched = self.renderer(images.to(self.device, non_blocking=True), gen)
+            patched = self.renderer(images, gen, road)
         with self._phase("segmentor"):
             out = self.segmentor(patched.images)
         self.head.train()

@@ -302,6 +302,8 @@ def test_config_round_trip_presets_and_errors():
         {"noise_fraction": 1.5},
         {"max_corners": 2},
         {"n_patches": -1},
+        {"area_sampling": "normal"},
+        {"road_fraction": -0.1},
     ]:
         with pytest.raises(SleegError):
             PatchConfig(**bad)
@@ -333,3 +335,77 @@ def test_renders_on_the_gpu_like_on_the_cpu():
     assert torch.equal(cpu.images, gpu.images.cpu()) and torch.equal(cpu.pasted, gpu.pasted.cpu())
     harris = render(images.cuda(), seed=4)
     assert torch.equal(harris.pasted, harris.images[:, 0] != images.cuda()[:, 0])
+
+
+def test_road_patches_are_centred_in_the_region_and_the_others_anywhere():
+    images = textured(height=64, width=256)
+    road = torch.zeros(4, 64, 256, dtype=torch.bool)
+    road[:, 40:, 200:] = True  # a small corner of each image
+    on_road = render_patches(
+        images,
+        torch.Generator().manual_seed(1),
+        PatchConfig(shape="square", n_patches=1, road_fraction=1.0),
+        road=road,
+    )
+    for i in range(4):
+        ys, xs = np.nonzero(on_road.pasted[i].numpy())
+        centre_y, centre_x = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+        # the crop is clamped inside the image, so its centre lies in the region or at the border
+        assert (centre_x >= 200 - 1 and centre_y >= 40 - 1) or ys.max() == 63 or xs.max() == 255
+    anywhere = render_patches(
+        images,
+        torch.Generator().manual_seed(1),
+        PatchConfig(shape="square", n_patches=10, road_fraction=0.0),
+        road=road,
+    )
+    assert (anywhere.pasted & ~road).any()
+    empty = torch.zeros_like(road)  # no region pixels: placed anywhere, no error
+    out = render_patches(
+        images,
+        torch.Generator().manual_seed(1),
+        PatchConfig(shape="square", road_fraction=1.0),
+        road=empty,
+    )
+    assert out.pasted.any()
+
+
+def test_road_fraction_sends_that_share_of_patches_to_the_region():
+    images = textured(height=128, width=256)
+    road = torch.zeros(4, 128, 256, dtype=torch.bool)
+    road[:, 96:, :64] = True  # 1/16 of each image
+    config = PatchConfig(shape="square", n_patches=1, area_range=(0.001, 0.001))
+    inside = []
+    for fraction in (0.0, 0.5, 1.0):
+        hits = 0
+        for seed in range(40):
+            out = render_patches(
+                images,
+                torch.Generator().manual_seed(seed),
+                PatchConfig(**{**config.to_dict(), "road_fraction": fraction}),
+                road=road,
+            )
+            hits += int((out.pasted & road).sum(dim=(1, 2)).gt(0).sum())
+        inside.append(hits / 160)
+    assert inside[0] < 0.2 and 0.35 < inside[1] < 0.75 and inside[2] == 1.0
+
+
+def test_log_uniform_areas_span_the_range_geometrically():
+    images = textured(height=256, width=512)
+    areas = {"uniform": [], "log_uniform": []}
+    for sampling in areas:
+        for seed in range(30):
+            out = render(
+                images[:2],
+                seed=seed,
+                shape="square",
+                n_patches=1,
+                area_range=(0.0005, 0.05),
+                area_sampling=sampling,
+            )
+            areas[sampling] += (out.pasted.sum(dim=(1, 2)).float() / (256 * 512)).tolist()
+    for values in areas.values():
+        assert min(values) > 0.0003 and max(values) < 0.06
+    median_uniform = float(np.median(areas["uniform"]))
+    median_log = float(np.median(areas["log_uniform"]))
+    assert 0.018 < median_uniform < 0.035  # (low + high) / 2 ≈ 0.025
+    assert 0.002 < median_log < 0.01  # √(low · high) = 0.005

@@ -15,6 +15,7 @@ import torch
 
 from sleeg_core.cli import main as sleeg
 from sleeg_core.headfile import HeadFile
+from sleeg_core.patches import PatchRenderer
 
 SMALL = [
     "--set", "data.augment.crop=[64, 128]", "--set", "data.augment.scale=[0.8, 1.2]",
@@ -85,6 +86,28 @@ def test_without_refinement_every_pasted_pixel_is_an_anomaly_and_tae_alone_skips
     assert all(float(r["anomaly_fraction"]) > 0 for r in rows)
     assert all(np.isnan(float(r["tore"])) for r in rows)  # β = 0: TORE is not computed
     assert all(np.isfinite(float(r["tae"])) and float(r["tae"]) > 0 for r in rows)
+
+
+def test_road_aware_log_uniform_patches_train(tmp_path, weights, monkeypatch):
+    frames = make_frames(tmp_path / "frames")
+    out = tmp_path / "run"
+    seen = []
+    render = PatchRenderer.__call__
+
+    def spy(self, images, generator, road=None):
+        seen.append(road)
+        return render(self, images, generator, road)
+
+    monkeypatch.setattr(PatchRenderer, "__call__", spy)
+    args = train_args(weights, out, "--images", str(frames), "--iterations", "2")
+    args += ["--set", "data.workers=0", "--set", "patches.road_fraction=0.5"]
+    args += ["--set", "patches.area_sampling=log_uniform", "--batch-size", "2"]
+    assert sleeg(args) == 0
+    # the renderer got the segmentor's road pixels of the clean crops at every step
+    assert len(seen) == 2 and all(r is not None and r.dtype == torch.bool for r in seen)
+    assert seen[0].shape == (2, 64, 128)
+    patches = HeadFile.load(out / "head.pt").train_config["patches"]
+    assert patches["road_fraction"] == 0.5 and patches["area_sampling"] == "log_uniform"
 
 
 def test_train_on_a_rosbag(tmp_path, weights):

@@ -12,6 +12,7 @@ from sleeg_core.errors import SleegError
 from sleeg_core.estimators import HEAD_SCORES, score_names
 from sleeg_core.evaluation import (
     evaluate_dataset,
+    evenly_spaced,
     images_of,
     results_table,
     sml_statistics_from_images,
@@ -49,6 +50,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="DIR",
         help="unlabeled images for SML's per-class statistics (needed for sml)",
+    )
+    parser.add_argument(
+        "--sml-max-images",
+        type=int,
+        default=0,
+        metavar="N",
+        help="use at most N of the SML images, evenly spaced (0: all)",
     )
     parser.add_argument(
         "--lam", type=float, help="λ of the 'sleeg' score (default: the head file's)"
@@ -91,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
             raise SleegError(
                 "score 'sml' needs --sml-images DIR (unlabeled in-distribution images)"
             )
-        model.sml_stats = sml_statistics_from_images(model, images_of(args.sml_images), size)
+        paths = images_of(args.sml_images)
+        if args.sml_max_images > 0:
+            paths = evenly_spaced(paths, args.sml_max_images)
+        model.sml_stats = sml_statistics_from_images(model, paths, size)
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for name, dataset in datasets:
@@ -102,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             plot_examples(result, shown, args.out / f"{name}_examples.png")
         results.append(result)
     payload = {
-        "segmentor": args.segmentor,
+        "segmentor": model.segmentor.info.name,
         "head": str(args.head) if args.head else None,
         "lam": model.lam if args.head else None,
         "fpr95_rule": "first threshold with TPR >= 0.95",

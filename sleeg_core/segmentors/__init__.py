@@ -16,6 +16,7 @@ from sleeg_core.segmentors.base import Segmentor, SegmentorInfo, SegmentorOutput
 _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "enet": ("sleeg_core.segmentors.enet:ENetSegmentor", {}),
     "espnet": ("sleeg_core.segmentors.espnet:ESPNetSegmentor", {}),
+    "dabnet": ("sleeg_core.segmentors.dabnet:DABNetSegmentor", {}),
     **{
         arch: ("sleeg_core.segmentors.torchvision_models:TorchvisionSegmentor", {"arch": arch})
         for arch in (
