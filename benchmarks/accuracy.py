@@ -108,6 +108,7 @@ def evaluate(args: argparse.Namespace, head: Path) -> int:
     ]
     for name, path in EVAL_SETS.items():
         argv += ["--dataset", f"{name}={args.data_root / path}"]
+    argv += ["--tta", args.tta]
     if args.smoke:
         argv += ["--size", SMOKE_EVAL_SIZE, "--examples", "1"]
     return sleeg_main(argv)
@@ -149,6 +150,7 @@ def main() -> int:
         help="scores to evaluate (ablations may skip the baselines; the verdict needs them)",
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--tta", choices=("none", "flip"), default="none", help="sleeg eval --tta")
     parser.add_argument("--smoke", action="store_true", help="a few tiny steps: does it run?")
     parser.add_argument(
         "--threads",
@@ -195,6 +197,7 @@ def main() -> int:
         "train_config": train,
         "cpu_count": os.cpu_count(),
         "torch_threads": args.threads,
+        "tta": args.tta,
     }
     results["wall_s"] = {"train": t_train, "eval": t_eval, "total": t_train + t_eval}
     results["verdict"] = verdict(results, "sleeg")

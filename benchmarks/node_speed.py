@@ -55,7 +55,8 @@ def bare_forward_ms(args: argparse.Namespace, images: list[np.ndarray], score: s
 
 
 def bag_eval(args: argparse.Namespace, bag: Path, out: Path, score: str, *mode: str) -> dict:
-    params = [f"weights:={args.weights}", f"device:={args.device}", f"score:={score}",
+    params = [f"weights:={args.weights}", "segmentor:=enet", f"device:={args.device}",
+              f"score:={score}",
               "inference_width:=1024", "inference_height:=512",
               f"half_precision:={str(args.half).lower()}"]  # fmt: skip
     params += [f"head:={args.head}"] if args.head else ['head:=""', "threshold:=1.5"]

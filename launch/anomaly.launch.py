@@ -1,7 +1,8 @@
-"""`ros2 launch sleeg_ros anomaly.launch.py camera_topic:=/camera/image_raw weights:=... head:=...`
+"""`ros2 launch sleeg_ros anomaly.launch.py camera_topic:=/camera/image_raw [head:=… weights:=…]`
 
 Starts the SLEEG anomaly node with config/anomaly.yaml; every behaviour lives in the node and its
-parameters file. Arguments left empty keep the parameters file's value.
+parameters file. Arguments left empty keep the parameters file's value (weights
+`enet_cityscapes`, head `enet_cityscapes_sleeg`: the known ENet weights and the shipped head).
 """
 
 from pathlib import Path
@@ -49,8 +50,12 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "params_file", default_value=str(default_params), description="parameters YAML"
             ),
-            DeclareLaunchArgument("weights", default_value="", description="segmentor checkpoint"),
-            DeclareLaunchArgument("head", default_value="", description="trained OoD head file"),
+            DeclareLaunchArgument(
+                "weights", default_value="", description="segmentor checkpoint file or known name"
+            ),
+            DeclareLaunchArgument(
+                "head", default_value="", description="OoD head file or shipped head name"
+            ),
             DeclareLaunchArgument("device", default_value="", description="auto | cpu | cuda"),
             DeclareLaunchArgument("threshold", default_value="", description="mask threshold"),
             DeclareLaunchArgument(

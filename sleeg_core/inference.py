@@ -17,8 +17,12 @@ from sleeg_core.errors import SleegError
 from sleeg_core.estimators import HEAD_SCORES, compute_score, needs_logits, score_names
 from sleeg_core.head import OoDHead
 from sleeg_core.headfile import HeadFile
+from sleeg_core.models import pick_segmentor, resolve_head
 from sleeg_core.segmentors import Segmentor, build_segmentor
 from sleeg_core.segmentors.base import upsample_to_input
+from sleeg_core.weights import resolve as resolve_weights
+
+TTA_MODES = ("none", "flip")  # test-time augmentation of AnomalySegmenter's scores
 
 
 def resolve_device(device: str) -> torch.device:
@@ -45,7 +49,9 @@ class AnomalySegmenter(nn.Module):
     """A frozen segmentor with an optional trained head; scores chosen by name.
 
     `size=(H, W)` runs the network at that resolution and maps every output back to the input's
-    size (scores bilinearly, train ids by nearest neighbour).
+    size (scores bilinearly, train ids by nearest neighbour). `tta="flip"` runs each image with
+    its horizontal mirror in one batch of 2B and averages every score with the mirror's, flipped
+    back; train ids and logits stay the unflipped image's.
     """
 
     def __init__(
@@ -54,12 +60,25 @@ class AnomalySegmenter(nn.Module):
         head: OoDHead | None = None,
         lam: float = 0.5,
         sml_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+        tta: str = "none",
     ) -> None:
         super().__init__()
         self.segmentor = segmentor
         self.head = head.eval() if head is not None else None
         self.lam = lam
         self.sml_stats = sml_stats
+        self.tta = tta
+
+    @property
+    def tta(self) -> str:
+        """Test-time augmentation: "none", or "flip" (scores averaged with the mirror's)."""
+        return self._tta
+
+    @tta.setter
+    def tta(self, mode: str) -> None:
+        if mode not in TTA_MODES:
+            raise SleegError(f"unknown tta '{mode}'; choose one of: {', '.join(TTA_MODES)}")
+        self._tta = mode
 
     @classmethod
     def for_head_file(cls, segmentor: Segmentor, head_file: HeadFile | None) -> AnomalySegmenter:
@@ -107,7 +126,8 @@ class AnomalySegmenter(nn.Module):
         if size is not None and tuple(size) != in_hw:
             x = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True)
             x = x.round().clamp(0, 255).to(torch.uint8)
-        out = self.segmentor(x)
+        flip = self.tta == "flip" and bool(scores)  # the mirror only changes scores
+        out = self.segmentor(torch.cat([x, x.flip(-1)]) if flip else x)
         h = None
         if self.head is not None and any(n in HEAD_SCORES for n in scores):
             stride = self.segmentor.info.feature_stride
@@ -118,6 +138,11 @@ class AnomalySegmenter(nn.Module):
             logits = out.logits.float()
         maps = {n: compute_score(n, logits, h, **params[n]) for n in scores}
         ids = out.train_ids() if train_ids else None
+        if flip:  # first half: the images; second half: their mirrors, flipped back
+            b = x.shape[0]
+            maps = {n: (m[:b] + m[b:].flip(-1)) / 2 for n, m in maps.items()}
+            ids = ids[:b] if ids is not None else None
+            logits = logits[:b] if logits is not None else None
         if x is not images:
             maps = {
                 n: F.interpolate(m[:, None], size=in_hw, mode="bilinear")[:, 0]
@@ -133,15 +158,19 @@ class AnomalySegmenter(nn.Module):
 
 
 def load_segmenter(
-    segmentor: str,
+    segmentor: str | None,
     weights: str | Path,
     head: str | Path | None = None,
     device: str = "auto",
 ) -> tuple[AnomalySegmenter, HeadFile | None]:
-    """Build segmentor (+ head from its file) on `device`; checks they belong together."""
-    head_file = HeadFile.load(head) if head else None
+    """Build segmentor (+ head from its file) on `device`; checks they belong together.
+
+    `weights` is a file or a known name, `head` a file or a shipped head's name; `segmentor`
+    None takes the head's or the known weights' segmentor (sleeg_core.models, .weights)."""
+    head_file = HeadFile.load(resolve_head(head)) if head else None
     options = head_file.segmentor_options if head_file else {}
-    seg = build_segmentor(segmentor, weights, **options)
+    name = pick_segmentor(segmentor, weights, head_file)
+    seg = build_segmentor(name, resolve_weights(weights), **options)
     if head_file is not None:
         head_file.check_segmentor(seg.info.name, seg.info.feature_channels, str(head))
     model = AnomalySegmenter.for_head_file(seg, head_file)

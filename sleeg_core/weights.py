@@ -2,11 +2,20 @@
 
 A download goes to `<dest>/<file>.part` (resumed with an HTTP Range request when a partial file
 exists), is checked against the known sha256 and only then renamed to `<dest>/<file>`.
+
+Wherever a segmentor checkpoint is taken (`--weights`, the node's `weights`), `resolve` accepts a
+file path or a known name. A value that names an existing file is that file; otherwise a known
+name (`enet_cityscapes`) means `<cache>/<filename>`, where `<cache>` is `$SLEEG_CACHE/weights`,
+else `$XDG_CACHE_HOME/sleeg/weights`, else `~/.cache/sleeg/weights`. A cached file is checked
+against the sha256 at every use; when it is absent (or fails the check) it is copied from
+`$SLEEG_SHARED/data/weights/<name>/<filename>` (default: `shared/` next to the source checkout)
+if that copy is verified, else downloaded. Any other value is a path, used as given.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import urllib.error
 import urllib.request
@@ -18,6 +27,7 @@ from tqdm import tqdm
 from sleeg_core.errors import SleegError
 
 CHUNK = 1 << 20
+REPO = Path(__file__).resolve().parents[1]  # the source checkout (or site-packages)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,17 @@ KNOWN_WEIGHTS: dict[str, KnownWeights] = {
             licence="MIT (sacmehta/ESPNet)",
             note="ESPNet v1 p=2 q=8, Cityscapes 19 classes + background",
         ),
+        KnownWeights(
+            name="dabnet_cityscapes",
+            segmentor="dabnet",
+            filename="DABNet_cityscapes.pth",
+            url="https://github.com/IssamLaradji/CBStyling/raw/"
+            "4220ee1618f290125d6b29af64c4aacd994cea88/pretrained/DABNet_cityscapes.pth",
+            sha256="9a8ecc415e9199f5ebd26e21abdd10facd7010d209c812555f98b6b95766aa40",
+            licence="research use, attribute DABNet authors (Li et al., BMVC 2019; "
+            "architecture Reagan1311/DABNet, MIT; file from IssamLaradji/CBStyling, no licence)",
+            note="DABNet, Cityscapes 19 classes, epoch 1000 (no official release)",
+        ),
     )
 }
 
@@ -63,6 +84,62 @@ def known(name: str) -> KnownWeights:
     if name not in KNOWN_WEIGHTS:
         raise SleegError(f"unknown weights '{name}'; known: {', '.join(KNOWN_WEIGHTS)}")
     return KNOWN_WEIGHTS[name]
+
+
+def named(value: str | Path) -> KnownWeights | None:
+    """The known checkpoint `value` names, or None for a path (an existing file always is)."""
+    text = str(value)
+    if text not in KNOWN_WEIGHTS or Path(text).exists():
+        return None
+    return KNOWN_WEIGHTS[text]
+
+
+def cache_dir() -> Path:
+    """Where known checkpoints are kept (see the module docstring for the rule)."""
+    if root := os.environ.get("SLEEG_CACHE"):
+        return Path(root) / "weights"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "sleeg" / "weights"
+
+
+def shared_copy(entry: KnownWeights) -> Path:
+    """Where the shared data folder ($SLEEG_SHARED, else the checkout's ../shared) has `entry`."""
+    shared = Path(os.environ.get("SLEEG_SHARED") or REPO.parent / "shared")
+    return shared / "data" / "weights" / entry.name / entry.filename
+
+
+def cached(entry: KnownWeights) -> Path | None:
+    """The verified cached file of `entry`, or None when it is absent or fails its sha256."""
+    path = cache_dir() / entry.filename
+    return path if path.is_file() and sha256_of(path) == entry.sha256 else None
+
+
+def fetch(entry: KnownWeights) -> Path:
+    """The cached file of `entry`: copied from the shared folder or downloaded when missing."""
+    if path := cached(entry):
+        return path
+    dest = cache_dir()
+    shared = shared_copy(entry)
+    if shared.is_file() and sha256_of(shared) == entry.sha256:
+        try:
+            return register(entry, shared, dest)
+        except OSError as err:
+            raise SleegError(f"cannot copy {shared} into {dest}: {err}") from err
+    try:
+        return download(entry, dest)
+    except SleegError as err:
+        state = "absent" if not (dest / entry.filename).exists() else "sha256 mismatch"
+        raise SleegError(
+            f"weights '{entry.name}' unavailable: cache {dest / entry.filename} {state}, "
+            f"no verified copy at {shared}, {err}; fix: sleeg weights download {entry.name} "
+            "--from FILE (or set SLEEG_SHARED)"
+        ) from err
+
+
+def resolve(value: str | Path) -> Path:
+    """The checkpoint file for a weights value: a known name's cached file, or the path itself."""
+    entry = named(value)
+    return fetch(entry) if entry else Path(value)
 
 
 def sha256_of(path: Path) -> str:
@@ -116,9 +193,9 @@ def download(
                     out.write(block)
                     bar.update(len(block))
     except (urllib.error.URLError, OSError) as err:
+        kept = f" (partial file kept for resuming: {part})" if part.is_file() else ""
         raise SleegError(
-            f"download of {entry.name} from {url or entry.url} failed: {err} "
-            f"(partial file kept for resuming: {part})"
+            f"download of {entry.name} from {url or entry.url} failed: {err}{kept}"
         ) from err
     return _verify_and_place(part, final, entry.sha256)
 

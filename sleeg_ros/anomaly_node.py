@@ -12,7 +12,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -31,9 +30,12 @@ from sleeg_core.errors import SleegError
 from sleeg_core.headfile import HeadFile
 from sleeg_core.images import to_batch
 from sleeg_core.inference import AnomalySegmenter, resolve_device
+from sleeg_core.models import pick_segmentor, resolve_head
 from sleeg_core.obstacles import find_obstacles
 from sleeg_core.segmentors import build_segmentor
 from sleeg_core.visualize import score_overlay, score_range
+from sleeg_core.weights import KNOWN_WEIGHTS
+from sleeg_core.weights import resolve as resolve_weights
 from sleeg_ros.conversions import BadFrameError, array_to_image, compressed_to_rgb, image_to_rgb
 from sleeg_ros.frame_slot import LatestFrameSlot
 from sleeg_ros.msg import AnomalyObstacle, AnomalyObstacleArray
@@ -77,6 +79,10 @@ class AnomalyNode(Node):
         if self.param("cpu_threads") > 0:
             torch.set_num_threads(self.param("cpu_threads"))
         self.model, self.head_file = self._load_model()
+        try:
+            self.model.tta = self.param("tta")
+        except SleegError as err:
+            raise StartupError(f"parameter 'tta': {err}") from err
         self.score_name = self.param("score")
         self.device = next(self.model.parameters()).device
         self.half = self.param("half_precision") and self.device.type == "cuda"
@@ -129,29 +135,41 @@ class AnomalyNode(Node):
 
     # ------------------------------------------------------------------ start-up
     def _load_model(self) -> tuple[AnomalySegmenter, HeadFile | None]:
-        head_path, weights = self.param("head"), self.param("weights")
+        head, weights = self.param("head"), self.param("weights")
         score = self.param("score")
         head_file = None
-        if head_path:
+        if head:
             try:
+                head_path = resolve_head(head)
                 head_file = HeadFile.load(head_path)
             except SleegError as err:
                 raise StartupError(f"parameter 'head': {err}") from err
         elif score.startswith("sleeg"):
             raise StartupError(f"parameter 'score' is '{score}', which needs parameter 'head'")
         if not weights:
-            raise StartupError("parameter 'weights' is empty: set a segmentor checkpoint file")
-        if not Path(weights).is_file():
+            raise StartupError(
+                "parameter 'weights' is empty: set a checkpoint file or a known name "
+                f"({', '.join(KNOWN_WEIGHTS)})"
+            )
+        try:
+            name = pick_segmentor(self.param("segmentor"), weights, head_file)
+        except SleegError as err:
+            raise StartupError(f"parameter 'segmentor': {err}") from err
+        try:
+            weights_path = resolve_weights(weights)
+        except SleegError as err:
+            raise StartupError(f"parameter 'weights': {err}") from err
+        if not weights_path.is_file():
             raise StartupError(f"parameter 'weights': file not found: {weights}")
         options = head_file.segmentor_options if head_file else {}
         try:
-            segmentor = build_segmentor(self.param("segmentor"), weights, **options)
+            segmentor = build_segmentor(name, weights_path, **options)
         except SleegError as err:
             raise StartupError(f"parameter 'weights'/'segmentor': {err}") from err
         try:
             if head_file:
                 head_file.check_segmentor(
-                    segmentor.info.name, segmentor.info.feature_channels, head_path
+                    segmentor.info.name, segmentor.info.feature_channels, str(head_path)
                 )
             device = resolve_device(self.param("device"))
         except SleegError as err:

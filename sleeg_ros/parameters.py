@@ -42,12 +42,26 @@ class Param:
 OUTPUTS = ("segmentation", "color", "score", "mask", "obstacles", "overlay")
 
 PARAMS: tuple[Param, ...] = (
-    Param("segmentor", "enet", "segmentor name from the sleeg_core registry (enet, espnet, ...)"),
-    Param("weights", "", "segmentor checkpoint file (required)"),
-    Param("head", "", "trained OoD head file; empty: publish the `score` baseline instead"),
+    Param(
+        "segmentor",
+        "",
+        "segmentor name from the sleeg_core registry (enet, espnet, ...); empty: the head "
+        "file's, else the known weights'",
+    ),
+    Param(
+        "weights",
+        "enet_cityscapes",
+        "segmentor checkpoint: a file, or a known name (sleeg weights list), fetched once",
+    ),
+    Param(
+        "head",
+        "enet_cityscapes_sleeg",
+        "trained OoD head: a file or a shipped head's name; empty: publish the `score` baseline",
+    ),
     Param("score", "sleeg", "sleeg (needs a head) | msp | maxlogit | entropy | energy"),
     Param("device", "auto", "auto | cpu | cuda | cuda:N"),
     Param("half_precision", False, "fp16 inference on CUDA (ignored on CPU)"),
+    Param("tta", "none", "none | flip: average the score with the mirrored frame's (2x compute)"),
     Param(
         "compile_mode",
         "",

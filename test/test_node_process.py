@@ -1,14 +1,21 @@
 """The anomaly node process under load and at its edges: overload, signals, start-up errors."""
 
+import shutil
 import signal
 import time
 
 import numpy as np
 import pytest
+import yaml
+from conftest import SHARED, shared_path
 
 pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
-from ros_probe import Probe, start_node
+from ros_probe import REPO, Probe, start_node
 from test_node import FRAME, node_params, stop
+
+from sleeg_core import weights
+from sleeg_core.models import shipped_heads
+from sleeg_ros.parameters import PARAMS
 
 
 def test_overload_drops_frames_instead_of_queueing(ros_env, tiny_model):
@@ -107,3 +114,101 @@ def test_unknown_compile_mode_fails_at_startup(ros_env, tiny_model):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "parameter 'compile_mode': unknown compile mode 'fastest'" in out
+
+
+# ---------------------------------------------------------------- weights and heads by name
+
+SMALL_RUN = ("device:=cpu", "inference_width:=128", "inference_height:=64", "cpu_threads:=1")
+
+
+def named_env(ros_env: dict[str, str], tmp_path, tiny_model) -> dict[str, str]:
+    """The node's environment with an empty weights cache and a temp models folder that ships
+    the tiny head as `tiny_sleeg`."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copyfile(tiny_model["head"], models / "tiny_sleeg.pt")
+    cache = str(tmp_path / "cache")
+    return {
+        **ros_env,
+        "SLEEG_CACHE": cache,
+        "SLEEG_MODELS": str(models),
+        "SLEEG_SHARED": str(SHARED),
+    }
+
+
+def publishes_a_score(proc) -> str:
+    """Send frames until an anomaly score arrives, then stop the node; its log."""
+    probe = Probe(outputs=("anomaly/score",))
+    try:
+        probe.wait_for_node(timeout=120)
+        msg = probe.image(FRAME, (7, 0))
+        got = lambda: probe.stamped("anomaly/score", 7)  # noqa: E731
+        assert probe.publish_until(probe.image_pub, msg, got, timeout=120)
+        score = np.frombuffer(got()[0].data, np.float32)
+        assert score.size == FRAME.shape[0] * FRAME.shape[1] and np.isfinite(score).all()
+    finally:
+        probe.close()
+        rc, out = stop(proc)
+    assert rc == 0, out
+    return out
+
+
+def test_defaults_are_the_known_enet_weights_and_the_shipped_enet_head():
+    file = yaml.safe_load((REPO / "config" / "anomaly.yaml").read_text())
+    params = file["sleeg_anomaly"]["ros__parameters"]
+    assert {k: str(v) for k, v in params.items()} == {p.name: str(p.default) for p in PARAMS}
+    assert params["weights"] == "enet_cityscapes" and "enet_cityscapes" in weights.KNOWN_WEIGHTS
+    assert params["head"] == "enet_cityscapes_sleeg" and params["segmentor"] == ""
+
+
+def test_known_weights_from_shared_and_a_shipped_head_by_name_publish_a_score(
+    ros_env, tiny_model, tmp_path
+):
+    shared_path("weights", "enet_cityscapes", "enet.pth")
+    env = named_env(ros_env, tmp_path, tiny_model)
+    proc = start_node(env, "weights:=enet_cityscapes", "head:=tiny_sleeg", *SMALL_RUN)
+    out = publishes_a_score(proc)
+    assert "ready: enet on cpu" in out  # the segmentor taken from the head
+    cached = tmp_path / "cache" / "weights" / "enet.pth"
+    assert weights.sha256_of(cached) == weights.known("enet_cityscapes").sha256
+
+
+def test_no_arguments_run_the_shipped_head_or_name_it_while_it_is_missing(
+    ros_env, tmp_path, monkeypatch
+):
+    """config/anomaly.yaml alone (as `ros2 launch` without arguments): once
+    models/enet_cityscapes_sleeg.pt is committed the node runs; until then it stops naming it."""
+    env = {**ros_env, "SLEEG_CACHE": str(tmp_path / "cache"), "SLEEG_SHARED": str(SHARED)}
+    env.pop("SLEEG_MODELS", None)
+    monkeypatch.delenv("SLEEG_MODELS", raising=False)
+    if "enet_cityscapes_sleeg" in shipped_heads():
+        shared_path("weights", "enet_cityscapes", "enet.pth")  # no downloads in tests
+        assert "ready: enet on cpu" in publishes_a_score(start_node(env, *SMALL_RUN))
+        return
+    proc = start_node(env, *SMALL_RUN)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "parameter 'head': no shipped head 'enet_cityscapes_sleeg'" in out
+    assert "Traceback" not in out
+
+
+def test_a_missing_shipped_head_fails_at_startup_naming_it(ros_env, tiny_model, tmp_path):
+    env = named_env(ros_env, tmp_path, tiny_model)
+    proc = start_node(env, f"weights:={tiny_model['weights']}", "head:=enet_nowhere_sleeg")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "parameter 'head': no shipped head 'enet_nowhere_sleeg'" in out
+    assert "(shipped: tiny_sleeg)" in out and "Traceback" not in out
+
+
+def test_a_segmentor_other_than_the_known_weights_fails_at_startup(ros_env, tiny_model, tmp_path):
+    env = named_env(ros_env, tmp_path, tiny_model)
+    params = ("segmentor:=espnet", "weights:=enet_cityscapes", 'head:=""', "score:=entropy")
+    proc = start_node(env, *params)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert (
+        "parameter 'segmentor': segmentors disagree: segmentor → 'espnet', "
+        "weights 'enet_cityscapes' → 'enet'"
+    ) in out
+    assert not (tmp_path / "cache").exists()  # refused before any fetch

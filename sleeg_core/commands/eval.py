@@ -17,7 +17,7 @@ from sleeg_core.evaluation import (
     results_table,
     sml_statistics_from_images,
 )
-from sleeg_core.inference import load_segmenter
+from sleeg_core.inference import TTA_MODES, load_segmenter
 from sleeg_core.plots import plot_curves, plot_examples
 
 DEFAULT_SCORES = "msp,maxlogit,entropy,energy,sleeg"
@@ -62,6 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--lam", type=float, help="λ of the 'sleeg' score (default: the head file's)"
     )
     parser.add_argument("--size", help="inference size HxW, e.g. 512x1024 (default: native)")
+    parser.add_argument(
+        "--tta",
+        default="none",
+        choices=TTA_MODES,
+        help="test-time augmentation: flip averages every score with the mirrored image's (2× "
+        "the compute)",
+    )
     parser.add_argument("--examples", type=int, default=3, help="overlay rows per dataset")
     parser.add_argument("--out", required=True, type=Path)
     parser.set_defaults(run=run)
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     model, _ = load_segmenter(args.segmentor, args.weights, args.head, args.device)
     if args.lam is not None:
         model.lam = args.lam
+    model.tta = args.tta
     if "sml" in scores:
         if not args.sml_images:
             raise SleegError(
@@ -116,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         "segmentor": model.segmentor.info.name,
         "head": str(args.head) if args.head else None,
         "lam": model.lam if args.head else None,
+        "tta": model.tta,
         "fpr95_rule": "first threshold with TPR >= 0.95",
         "datasets": {r.name: r.as_dict() for r in results},
     }

@@ -8,7 +8,10 @@ from pathlib import Path
 import yaml
 
 from sleeg_core.config import from_dict, load_config, to_dict
+from sleeg_core.models import pick_segmentor
+from sleeg_core.segmentors import Segmentor, build_segmentor
 from sleeg_core.trainer import TrainConfig, Trainer
+from sleeg_core.weights import resolve as resolve_weights
 
 # flag → dotted config key
 FLAG_KEYS = {
@@ -40,7 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="override a config key, e.g. optim.lr=0.005",
     )
     parser.add_argument("--segmentor", help="segmentor name (segmentor.name)")
-    parser.add_argument("--weights", help="segmentor checkpoint (segmentor.weights)")
+    parser.add_argument(
+        "--weights", help="segmentor checkpoint: a file or a known name (segmentor.weights)"
+    )
     parser.add_argument(
         "--images",
         action="append",
@@ -87,12 +92,24 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     return cfg
 
 
+def load_segmentor(cfg: TrainConfig) -> Segmentor | None:
+    """The frozen segmentor of `cfg`, with `segmentor.weights` a file or a known name (the config
+    keeps the name); None without weights (the Trainer says what is missing)."""
+    seg = cfg.segmentor
+    if not seg.weights:
+        return None
+    name = pick_segmentor(seg.name, seg.weights, None)
+    return build_segmentor(name, resolve_weights(seg.weights), **seg.options)
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
-    head_file = Trainer(cfg).fit(resume=args.resume, progress=not args.no_progress)
+    head_file = Trainer(cfg, load_segmentor(cfg)).fit(
+        resume=args.resume, progress=not args.no_progress
+    )
     print(
         f"head written to {Path(cfg.out) / 'head.pt'} (threshold {head_file.threshold:.4g}: "
         f"{head_file.threshold_rule})"
