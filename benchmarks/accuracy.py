@@ -142,6 +142,11 @@ def main() -> int:
         "--head", type=Path, help="evaluate this trained head file instead of training one"
     )
     parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train and write head.pt, no evaluation (a lent GPU that cannot carry the sets)",
+    )
+    parser.add_argument(
         "--train-every", type=int, default=0, help="keep every k-th training frame (0: profile's)"
     )
     parser.add_argument(
@@ -179,6 +184,9 @@ def main() -> int:
             Trainer(cfg).fit(progress=sys.stderr.isatty())
             head, train = args.out / "head.pt", to_dict(cfg)
         t_train = time.perf_counter() - t0
+        if args.train_only:
+            print(f"wall time: train {t_train / 60:.1f} min; head: {head}")
+            return 0
         if evaluate(args, head) != 0:
             return 2
         t_eval = time.perf_counter() - t0 - t_train

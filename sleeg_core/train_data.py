@@ -81,10 +81,25 @@ def random_crop(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator)
 
 
 class StepSampler(Sampler[list[tuple[int, int, int]]]):
-    """Batches of (frame index, step, slot) for steps start..total-1: epoch-wise permutations."""
+    """Batches of (frame index, step, slot) for steps start..total-1: epoch-wise permutations.
 
-    def __init__(self, n_frames: int, batch_size: int, seed: int, start: int, total: int):
-        self.n, self.b, self.seed, self.start, self.total = n_frames, batch_size, seed, start, total
+    With `world_size` > 1 each step draws one batch of batch_size × world_size slots and `rank`
+    takes its slice: together the ranks see the crops one process with the whole batch would.
+    """
+
+    def __init__(
+        self,
+        n_frames: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        total: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.n, self.b, self.seed = n_frames, batch_size * world_size, seed
+        self.start, self.total = start, total
+        self.slots = range(rank * batch_size, (rank + 1) * batch_size)
 
     def frame_index(self, step: int, slot: int) -> int:
         k = step * self.b + slot
@@ -93,7 +108,7 @@ class StepSampler(Sampler[list[tuple[int, int, int]]]):
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         for step in range(self.start, self.total):
-            yield [(self.frame_index(step, slot), step, slot) for slot in range(self.b)]
+            yield [(self.frame_index(step, slot), step, slot) for slot in self.slots]
 
     def __len__(self) -> int:
         return max(0, self.total - self.start)

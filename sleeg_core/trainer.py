@@ -5,6 +5,10 @@ head → refinement of the pasted labels (JEM during warm-up, then the SLEEG sco
 SGD with a poly schedule. Every random choice of step k is seeded by (seed, k) and checkpoints
 hold the head, optimizer and patch bank, so a resumed run ends bit-for-bit where an uninterrupted
 one would.
+
+Launched by torchrun (`sleeg_core.distributed`), every process trains the same head on its slice
+of each step's batch with gradients averaged (DistributedDataParallel); rank r > 0 adds r to the
+seeds of its dropout and patches. Rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from tqdm import tqdm
 from sleeg_core.atomic import write_atomic
 from sleeg_core.cityscapes import ROAD_TRAIN_ID
 from sleeg_core.config import to_dict
+from sleeg_core.distributed import Distributed, unwrap
 from sleeg_core.errors import SleegError
 from sleeg_core.head import DEFAULT_WIDTH, HeadConfig, OoDHead
 from sleeg_core.headfile import HeadFile
@@ -146,12 +152,24 @@ class StepStats:
 
 
 class Trainer:
-    """Owns the frozen segmentor, the head, the optimizer and the patch renderer of one run."""
+    """Owns the frozen segmentor, the head, the optimizer and the patch renderer of one run
+    (of this process's share of it, given `dist`)."""
 
-    def __init__(self, cfg: TrainConfig, segmentor: Segmentor | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        segmentor: Segmentor | None = None,
+        dist: Distributed | None = None,
+    ):
         self.cfg = cfg
         self.out = Path(cfg.out)
-        self.device = resolve_device(cfg.device)
+        self.dist = dist
+        self.rank, self.world_size = (dist.rank, dist.world_size) if dist else (0, 1)
+        self.main = dist is None or dist.is_main  # writes the run folder
+        # appended to the dropout and patch seeds: rank 0 draws what a single process would
+        self.rank_key = (self.rank,) if self.rank else ()
+        self.effective_batch = cfg.batch_size * self.world_size  # crops per optimizer step
+        self.device = dist.device if dist else resolve_device(cfg.device)
         if segmentor is None:
             if not cfg.segmentor.weights:
                 raise SleegError("segmentor.weights is required (a local checkpoint file)")
@@ -204,8 +222,9 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def train_step(self, images: torch.Tensor) -> StepStats:
         cfg, step = self.cfg, self.step
-        torch.manual_seed(seeded(cfg.seed, step, 1))  # dropout of this step
-        gen = torch.Generator(device=self.device).manual_seed(seeded(cfg.seed, step, 2))
+        torch.manual_seed(seeded(cfg.seed, step, 1, *self.rank_key))  # dropout of this step
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seeded(cfg.seed, step, 2, *self.rank_key))
         images = images.to(self.device, non_blocking=True)
         road = None
         if cfg.patches.road_fraction > 0:
@@ -264,16 +283,24 @@ class Trainer:
     def checkpoint_path(self, step: int) -> Path:
         return self.out / "checkpoints" / f"step_{step:08d}.pt"
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint of this step. Distributed: every rank calls it (their patch banks
+        are gathered), rank 0 writes it and the others get None."""
+        bank = self.renderer.bank.state_dict()
+        banks = self.dist.all_gather(bank) if self.dist else None
+        if not self.main:
+            return None
         state = {
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "config": to_dict(self.cfg),
-            "head": self.head.state_dict(),
+            "head": unwrap(self.head).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "bank": self.renderer.bank.state_dict(),
+            "bank": bank,
         }
+        if banks is not None:
+            state["rank_banks"] = banks  # one per rank: rank r resumes with its own
         path = write_atomic(self.checkpoint_path(self.step), lambda f: torch.save(state, f))
         old = sorted(path.parent.glob("step_*.pt"))[: -self.cfg.keep_checkpoints]
         for stale in old:
@@ -287,10 +314,16 @@ class Trainer:
             raise SleegError(f"cannot read checkpoint {path}: {err.__class__.__name__}") from err
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise SleegError(f"{path} is not a sleeg training checkpoint")
-        self.head.load_state_dict(state["head"])
+        self.head.load_state_dict(state["head"])  # before fit wraps it
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        self.renderer.bank.load_state_dict(state["bank"], self.device)
+        banks = state.get("rank_banks", [state["bank"]])
+        if len(banks) != self.world_size and self.main:
+            tqdm.write(
+                f"{path} was written by {len(banks)} process(es), this run has "
+                f"{self.world_size}: the batches from here on differ from the original run's"
+            )
+        self.renderer.bank.load_state_dict(banks[self.rank % len(banks)], self.device)
         self.step = int(state["step"])
 
     def latest_checkpoint(self) -> Path | None:
@@ -298,29 +331,45 @@ class Trainer:
         return found[-1] if found else None
 
     # ------------------------------------------------------------------ the run
-    def fit(self, resume: bool = False, progress: bool = True) -> HeadFile:
-        cfg = self.cfg
-        frames, skipped = collect_frames(cfg.data.sources, self.out / "frames", progress)
+    def fit(self, resume: bool = False, progress: bool = True) -> HeadFile | None:
+        """Train to `iterations` and write head.pt; returns the head file (None on ranks > 0)."""
+        cfg, dist = self.cfg, self.dist
+        progress = progress and self.main
+        collect = partial(collect_frames, cfg.data.sources, self.out / "frames", progress)
+        frames, skipped = dist.in_turn(collect) if dist else collect()
         if resume and (latest := self.latest_checkpoint()) is not None:
             self.load_checkpoint(latest)
-            tqdm.write(f"resumed from {latest} at step {self.step}")
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            if self.main:
+                tqdm.write(f"resumed from {latest} at step {self.step}")
+        if dist:
+            dist.check_same("the frames or the step resumed from", [*map(str, frames)], self.step)
+            self.head = dist.wrap(self.head)
+            if self.main:
+                tqdm.write(
+                    f"distributed: world size {self.world_size} ({dist.backend}), batch "
+                    f"{cfg.batch_size} per process, effective batch {self.effective_batch}"
+                )
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         loader = self.loader(frames, cfg.iterations)
-        log = MetricsLog(self.out, self.step)
+        log = MetricsLog(self.out, self.step) if self.main else None
         bar = tqdm(total=cfg.iterations, initial=self.step, desc="train", disable=not progress)
         t_data = time.perf_counter()
         for images in loader:
             t_step = time.perf_counter()
             stats = self.train_step(images)
             t_end = time.perf_counter()
-            log.add(
-                self.step,
-                poly_lr(cfg.optim, self.step - 1, cfg.iterations),
-                stats,
-                t_step - t_data,
-                t_end - t_step,
-            )
+            if dist:  # the figures of the whole batch
+                stats = StepStats(*dist.mean(astuple(stats)))
+            if log is not None:
+                log.add(
+                    self.step,
+                    poly_lr(cfg.optim, self.step - 1, cfg.iterations),
+                    stats,
+                    t_step - t_data,
+                    t_end - t_step,
+                )
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
                 bar.set_postfix(
@@ -333,6 +382,9 @@ class Trainer:
                 self.save_checkpoint()
             t_data = time.perf_counter()
         bar.close()
+        self.head = unwrap(self.head)
+        if log is None:
+            return None  # ranks > 0
         log.close()
         head_file = self.export(frames, skipped)
         head_file.save(self.out / "head.pt")
@@ -343,7 +395,15 @@ class Trainer:
         cfg = self.cfg
         return DataLoader(
             CropDataset(frames, cfg.data.augment, cfg.seed, cfg.data.cache_mb),
-            batch_sampler=StepSampler(len(frames), cfg.batch_size, cfg.seed, self.step, until),
+            batch_sampler=StepSampler(
+                len(frames),
+                cfg.batch_size,
+                cfg.seed,
+                self.step,
+                until,
+                self.rank,
+                self.world_size,
+            ),
             num_workers=cfg.data.workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
@@ -374,7 +434,13 @@ class Trainer:
             threshold=threshold,
             threshold_rule=f"{self.cfg.calibration.fpr:.2%} of normal training pixels above it",
             score_stats={k: float(v) for k, v in stats.items()},
-            train_config={**to_dict(self.cfg), "frames": len(frames), "frames_skipped": skipped},
+            train_config={
+                **to_dict(self.cfg),
+                "frames": len(frames),
+                "frames_skipped": skipped,
+                "world_size": self.world_size,
+                "effective_batch": self.effective_batch,
+            },
         )
 
     def score(self, images: torch.Tensor) -> torch.Tensor:

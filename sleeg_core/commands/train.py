@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from sleeg_core import distributed
 from sleeg_core.config import from_dict, load_config, to_dict
 from sleeg_core.models import pick_segmentor
 from sleeg_core.segmentors import Segmentor, build_segmentor
@@ -31,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train an OoD head on unlabeled normal frames",
         description="Train the SLEEG OoD head self-supervised. Settings: defaults ← --config "
         "YAML ← --set key=value ← flags. The run folder gets checkpoints/, metrics.csv, "
-        "tensorboard/, config.yaml and head.pt.",
+        "tensorboard/, config.yaml and head.pt. Several processes or machines: `torchrun "
+        "--nproc_per_node N -m sleeg_core.cli train ...` (--batch-size is per process).",
     )
     parser.add_argument("--config", type=Path, help="YAML config (see config/train_*.yaml)")
     parser.add_argument(
@@ -107,9 +109,11 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
-    head_file = Trainer(cfg, load_segmentor(cfg)).fit(
-        resume=args.resume, progress=not args.no_progress
-    )
+    with distributed.session(cfg.device) as dist:  # torchrun: one process of several
+        trainer = Trainer(cfg, load_segmentor(cfg), dist)
+        head_file = trainer.fit(resume=args.resume, progress=not args.no_progress)
+    if head_file is None:  # not rank 0
+        return 0
     print(
         f"head written to {Path(cfg.out) / 'head.pt'} (threshold {head_file.threshold:.4g}: "
         f"{head_file.threshold_rule})"
