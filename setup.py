@@ -43,6 +43,8 @@ setup(
             "ros-rosidl-core-generators",
         ],
         "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.6", "scikit-learn>=1.3"],
+        # `sleeg export` (ONNX graph, metadata) and running the exported graph in the tests
+        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
     },
     entry_points={
         "console_scripts": [

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "infer": "sleeg_core.commands.infer",
     "train": "sleeg_core.commands.train",
     "eval": "sleeg_core.commands.eval",
+    "export": "sleeg_core.commands.export",
     "bag": "sleeg_ros.bag_command",
 }
 
