@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 import torch
 
+from sleeg_core.bags import write_image_bag
 from sleeg_core.images import list_images, read_rgb, to_batch
 from sleeg_core.inference import load_segmenter
-from sleeg_ros.bags import write_image_bag
 
 TOPIC = "/camera/image_raw"
 

@@ -2,7 +2,9 @@
 
 Starts the SLEEG anomaly node with config/anomaly.yaml; every behaviour lives in the node and its
 parameters file. Arguments left empty keep the parameters file's value (weights
-`enet_cityscapes`, head `enet_cityscapes_sleeg`: the known ENet weights and the shipped head).
+`enet_cityscapes`, head `enet_cityscapes_sleeg`: the known ENet weights and the shipped head;
+image_transport `raw`). `camera_topic` is the base topic, as with image_transport: the node reads
+it (`raw`) or `<camera_topic>/compressed` (`compressed`).
 """
 
 from pathlib import Path
@@ -12,7 +14,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
-OVERRIDES = ("weights", "head", "device", "threshold", "compile_mode")
+OVERRIDES = ("weights", "head", "device", "threshold", "compile_mode", "image_transport")
 
 
 def _node(context, *_args, **_kwargs):
@@ -27,10 +29,7 @@ def _node(context, *_args, **_kwargs):
             name="sleeg_anomaly",
             namespace=context.launch_configurations["namespace"],
             parameters=[context.launch_configurations["params_file"], overrides],
-            remappings=[
-                ("image", arg["camera_topic"]),
-                ("image/compressed", arg["camera_topic"] + "/compressed"),
-            ],
+            remappings=[("image", arg["camera_topic"])],
             output="screen",
             emulate_tty=True,
         )
@@ -44,7 +43,8 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "camera_topic",
                 default_value="/camera/image_raw",
-                description="input sensor_msgs/Image topic (remapped to image)",
+                description="input base topic (remapped to image): sensor_msgs/Image, or "
+                "CompressedImage on <camera_topic>/compressed with image_transport:=compressed",
             ),
             DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
             DeclareLaunchArgument(
@@ -58,6 +58,11 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument("device", default_value="", description="auto | cpu | cuda"),
             DeclareLaunchArgument("threshold", default_value="", description="mask threshold"),
+            DeclareLaunchArgument(
+                "image_transport",
+                default_value="",
+                description="raw (sensor_msgs/Image) | compressed (CompressedImage, jpeg/png)",
+            ),
             DeclareLaunchArgument(
                 "compile_mode",
                 default_value="",

@@ -24,7 +24,6 @@ has a strict default, so a value the layout does not define raises SleegError na
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -247,16 +246,17 @@ def open_dataset(
     path: str | Path, label_map: str | LabelMap | None = None
 ) -> Sequence[AnomalySample] | Iterable[AnomalySample]:
     """Open a labelled anomaly dataset folder, or a rosbag2 with `<image topic>/labels` (read by
-    `sleeg_ros.bags`, needs the ROS extras); `label_map` overrides the layout's default.
+    `sleeg_core.bags`, needs the `rosbags` package); `label_map` overrides the layout's default.
 
     Every image of a folder must have a label file (checked here); sizes and label values are
     checked when a sample is read.
     """
     root = Path(path)
     if is_bag(root):
-        bags = importlib.import_module("sleeg_ros.bags")
+        from sleeg_core.bags import LabelledBag  # optional rosbags; it imports this module
+
         label_map = label_map or DEFAULT_LABEL_MAPS["images_masks"]
-        return bags.LabelledBag(
+        return LabelledBag(
             root, parse_label_map(label_map) if isinstance(label_map, str) else label_map
         )
     layout = detect_layout(root)

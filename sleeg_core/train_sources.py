@@ -1,13 +1,12 @@
 """Where training frames come from: image folders and rosbag2 topics, mixed freely.
 
 Labels are never read. Bag frames are extracted once into `<out>/frames/<bag>/` (every k-th frame
-of the topic) by `sleeg_ros.bags`, which needs the `rosbags` package (the `ros` extra).
+of the topic) by `sleeg_core.bags`, which needs the `rosbags` package (the `ros` extra).
 Unreadable images are skipped and counted; it is an error only when no frame is usable.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +50,9 @@ def source_frames(source: SourceConfig, cache: Path, progress: bool) -> list[Pat
         return list_images(path)[:: source.every]
     if not source.topic:
         raise SleegError(f"bag source {path}: set its image topic")
-    bags = importlib.import_module("sleeg_ros.bags")
-    return bags.extract_frames(path, source.topic, cache / path.stem, source.every, progress)
+    from sleeg_core.bags import extract_frames  # optional rosbags: imported only for a bag
+
+    return extract_frames(path, source.topic, cache / path.stem, source.every, progress)
 
 
 def collect_frames(

@@ -1,33 +1,39 @@
 """`anomaly_node` (node `sleeg_anomaly`): camera frames in, segmentation and anomaly maps out.
 
-A thin shell over sleeg_core: subscription callbacks only drop the message into a latest-frame
+A thin shell over sleeg_core: the subscription callback (one input, `image` or
+`<image>/compressed` by parameter `image_transport`) only drops the message into a latest-frame
 slot; one inference thread decodes, runs `AnomalySegmenter`, and publishes every output with the
-input's header. Outputs nobody subscribes to are not computed.
+input's header. Outputs nobody subscribes to are not computed. SIGINT/SIGTERM stop the executor
+and join the inference thread before the node and its context go.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from types import FrameType
 
 import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from sleeg_core.cityscapes import colorize
 from sleeg_core.errors import SleegError
 from sleeg_core.headfile import HeadFile
+from sleeg_core.image_msgs import BadFrameError, compressed_to_rgb, image_to_rgb
 from sleeg_core.images import to_batch
 from sleeg_core.inference import AnomalySegmenter, resolve_device
 from sleeg_core.models import pick_segmentor, resolve_head
@@ -36,13 +42,14 @@ from sleeg_core.segmentors import build_segmentor
 from sleeg_core.visualize import score_overlay, score_range
 from sleeg_core.weights import KNOWN_WEIGHTS
 from sleeg_core.weights import resolve as resolve_weights
-from sleeg_ros.conversions import BadFrameError, array_to_image, compressed_to_rgb, image_to_rgb
+from sleeg_ros.conversions import array_to_image
 from sleeg_ros.frame_slot import LatestFrameSlot
 from sleeg_ros.msg import AnomalyObstacle, AnomalyObstacleArray
-from sleeg_ros.parameters import PARAMS
+from sleeg_ros.parameters import IMAGE_TRANSPORTS, PARAMS
 
 OUTPUT_QOS = QoSProfile(depth=2, reliability=QoSReliabilityPolicy.RELIABLE)
 LOG_THROTTLE_S = 5.0
+SPIN_POLL_S = 0.1  # how long a stop request may wait for the executor
 
 
 class StartupError(Exception):
@@ -76,6 +83,12 @@ class AnomalyNode(Node):
         super().__init__("sleeg_anomaly")
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, p.descriptor())
+        self.transport = self.param("image_transport")
+        if self.transport not in IMAGE_TRANSPORTS:
+            raise StartupError(
+                f"parameter 'image_transport': '{self.transport}' is not one of "
+                f"{', '.join(IMAGE_TRANSPORTS)}"
+            )
         if self.param("cpu_threads") > 0:
             torch.set_num_threads(self.param("cpu_threads"))
         self.model, self.head_file = self._load_model()
@@ -108,11 +121,10 @@ class AnomalyNode(Node):
         if self.param("reliable_input"):
             qos = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE)
         self.slot: LatestFrameSlot[Frame] = LatestFrameSlot()
-        image_topic = self.resolve_topic_name("image")
-        self.create_subscription(Image, image_topic, self._on_frame, qos)
-        self.create_subscription(
-            CompressedImage, self._compressed_topic(image_topic), self._on_frame, qos
-        )
+        kind, input_topic = Image, self.resolve_topic_name("image")
+        if self.transport == "compressed":
+            kind, input_topic = CompressedImage, self._compressed_topic(input_topic)
+        self.create_subscription(kind, input_topic, self._on_frame, qos)
         self.stats = Stats()
         self.create_timer(self.param("status_period_s"), self._publish_status)
         self.worker = threading.Thread(target=self._run, name="sleeg-inference", daemon=True)
@@ -120,7 +132,8 @@ class AnomalyNode(Node):
         self.worker.start()
         self.get_logger().info(
             f"ready: {self.model.segmentor.info.name} on {self.device}, score '{self.score_name}', "
-            f"threshold {self.threshold:.4g}, inference size {self.size or 'native'}"
+            f"threshold {self.threshold:.4g}, inference size {self.size or 'native'}, "
+            f"input {self.transport} on {input_topic}"
         )
 
     def _compressed_topic(self, image_topic: str) -> str:
@@ -355,29 +368,48 @@ class AnomalyNode(Node):
             self.pubs["overlay"].publish(array_to_image(overlay, header, "rgb8"))
 
     def stop(self) -> None:
+        """Stop the inference thread and wait for its frame: nothing publishes after this."""
         self.stopping.set()
         self.slot.close()
-        self.worker.join(timeout=5.0)
+        self.worker.join()
+
+
+class StopRequest:
+    """SIGINT/SIGTERM handler in place of rclpy's, which invalidates the context at once, under
+    a publishing inference thread: during start-up a signal aborts it (KeyboardInterrupt); once
+    the node runs it only asks the spin loop to end, and `main` takes things down in order."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.requested = False
+
+    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
+        if not self.running:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def main(args: list[str] | None = None) -> int:
+    stop = StopRequest()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
     try:
-        with rclpy.init(args=args):
-            executor = SingleThreadedExecutor()  # before the node: a signal during start-up
-            try:  # then only ends spin() instead of breaking it
+        with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
+            try:
                 node = AnomalyNode()
             except StartupError as err:
                 rclpy.logging.get_logger("sleeg_anomaly").fatal(str(err))
                 return 1
-            except Exception:
-                if rclpy.ok():
-                    raise
-                return 0  # SIGINT/SIGTERM arrived while the model was loading
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            stop.running = True
             try:
-                executor.add_node(node)
-                executor.spin()
+                while not stop.requested:
+                    executor.spin_once(timeout_sec=SPIN_POLL_S)
             finally:
-                node.stop()
-    except (KeyboardInterrupt, ExternalShutdownException):
+                node.stop()  # the inference thread first, then the executor, node and context
+                executor.shutdown()
+                node.destroy_node()
+    except KeyboardInterrupt:  # SIGINT/SIGTERM during start-up (the model was loading)
         pass
     return 0

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from sleeg_core.bags import bag_folder, bag_summary, open_bag, write_frames
 from sleeg_core.datasets import LABEL_SUFFIXES, LabelMap, open_dataset, parse_label_map
 from sleeg_core.errors import SleegError
 from sleeg_core.images import list_images, read_label, read_rgb
 from sleeg_ros.bag_replay import Replay, ReplayOptions
 from sleeg_ros.bag_report import write_report
-from sleeg_ros.bags import bag_folder, bag_summary, open_bag, write_frames
 
 PROJECT_LABELS = "0:0,1:1,255:255"
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -123,7 +123,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--attach",
         action="store_true",
-        help="use a running node (subscribed to the image topic) instead of starting one",
+        help="use a running node (subscribed to the image topic: image_transport compressed for "
+        "a CompressedImage topic) instead of starting one, which gets the bag's transport",
     )
     ev.add_argument("--namespace", default="/", help="the node's namespace (outputs under it)")
     pace = ev.add_mutually_exclusive_group()

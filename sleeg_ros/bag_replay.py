@@ -38,10 +38,7 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 from sensor_msgs.msg import CompressedImage, Image
 
-from sleeg_core.datasets import LabelMap
-from sleeg_core.errors import SleegError
-from sleeg_core.metrics import StreamingMetrics
-from sleeg_ros.bags import (
+from sleeg_core.bags import (
     TYPESTORE,
     BagHandle,
     decode_image,
@@ -50,7 +47,10 @@ from sleeg_ros.bags import (
     topic_connections,
     with_stamp,
 )
-from sleeg_ros.conversions import BadFrameError, image_to_array
+from sleeg_core.datasets import LabelMap
+from sleeg_core.errors import SleegError
+from sleeg_core.image_msgs import BadFrameError, image_to_array
+from sleeg_core.metrics import StreamingMetrics
 from sleeg_ros.msg import AnomalyObstacleArray
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -259,7 +259,7 @@ class Replay:
         self.label_conns = (
             topic_connections(reader, options.label_topic, bag.path) if options.label_topic else []
         )
-        self.msgtype = self.image_conns[0].msgtype
+        self.compressed = self.image_conns[0].msgtype.endswith("CompressedImage")
         in_bag = sum(c.msgcount for c in self.image_conns)
         if not in_bag:
             raise SleegError(f"topic '{options.image_topic}' in {bag.path} has no messages")
@@ -318,7 +318,7 @@ class Replay:
 
     def _make_participant(self) -> None:
         self.node = rclpy.create_node("sleeg_bag_eval", context=self.context)
-        kind = CompressedImage if self.msgtype.endswith("CompressedImage") else Image
+        kind = CompressedImage if self.compressed else Image
         self.pub = self.node.create_publisher(kind, self.opt.image_topic, RELIABLE)
         self.subs = [
             self.node.create_subscription(
@@ -346,14 +346,16 @@ class Replay:
         rclpy.shutdown(context=self.context)
 
     def node_command(self) -> list[str]:
-        """The anomaly node with the params file, -p overrides and remaps of this run."""
+        """The anomaly node with the params file, -p overrides and remaps of this run; its
+        image_transport follows the bag's message type."""
         args = ["--ros-args"]
         if self.opt.params_file:
             args += ["--params-file", str(self.opt.params_file)]
-        for p in [f"status_period_s:={self.opt.status_period}", *self.opt.overrides]:
+        transport = f"image_transport:={'compressed' if self.compressed else 'raw'}"
+        for p in [f"status_period_s:={self.opt.status_period}", *self.opt.overrides, transport]:
             args += ["-p", p]
-        compressed = self.msgtype.endswith("CompressedImage")
-        args += ["-r", f"{'image/compressed' if compressed else 'image'}:={self.opt.image_topic}"]
+        input_name = "image/compressed" if self.compressed else "image"
+        args += ["-r", f"{input_name}:={self.opt.image_topic}"]
         if self.opt.namespace.strip("/"):
             args += ["-r", f"__ns:={self.opt.namespace}"]
         return [sys.executable, "-c", NODE_CODE, *args]
@@ -451,9 +453,11 @@ class Replay:
             raise ReplayError(why)
         if not self._wait(ready, self.opt.startup_timeout):
             where = f"node in namespace '{self.opt.namespace}'" if self.opt.attach else "node"
+            transport = "compressed" if self.compressed else "raw"
             raise ReplayError(
-                f"no {where} subscribed to {self.opt.image_topic} and published "
-                f"{', '.join(self.topics.values())} within {self.opt.startup_timeout:.0f} s"
+                f"no {where} subscribed to {self.opt.image_topic} (image_transport {transport}) "
+                f"and published {', '.join(self.topics.values())} within "
+                f"{self.opt.startup_timeout:.0f} s"
             )
         self.matched = True
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sleeg_core.bags import TYPESTORE, BagHandle, decode_image, header_stamp, open_bag
 from sleeg_core.errors import SleegError
+from sleeg_core.image_msgs import image_to_array, image_to_rgb
 from sleeg_core.plots import plot_contact_sheet, plot_latency
 from sleeg_core.visualize import heatmap, score_overlay, score_range
 from sleeg_ros.bag_replay import IMAGE, SCORE, ReplayResult, SentFrame
-from sleeg_ros.bags import TYPESTORE, BagHandle, decode_image, header_stamp, open_bag
-from sleeg_ros.conversions import image_to_array, image_to_rgb
 
 COUNTERS = ("frames_in", "processed", "dropped", "bad_frames")
 TIMINGS = ("inference_ms_median", "node_ms_median", "latency_ms_median", "latency_ms_p95")

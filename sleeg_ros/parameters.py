@@ -40,6 +40,7 @@ class Param:
 
 
 OUTPUTS = ("segmentation", "color", "score", "mask", "obstacles", "overlay")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 PARAMS: tuple[Param, ...] = (
     Param(
@@ -77,6 +78,12 @@ PARAMS: tuple[Param, ...] = (
     Param("mask_open_px", 3, "morphological opening kernel (0: off)", True, int_range=(0, 63)),
     Param("min_blob_area", 64, "drop mask blobs smaller than this", True, int_range=(0, 10**7)),
     *(Param(f"publish_{o}", True, f"publish the {o} output", runtime=True) for o in OUTPUTS),
+    Param(
+        "image_transport",
+        "raw",
+        "raw: sensor_msgs/Image on `image` | compressed: CompressedImage (jpeg/png) on "
+        "<image>/compressed; the one input subscribed to",
+    ),
     Param("max_input_pixels", 4096 * 4096, "larger frames are refused", int_range=(64, 2**31 - 1)),
     Param("reliable_input", False, "reliable input QoS instead of sensor-data best effort"),
     Param("status_period_s", 5.0, "status publish/log period (s)", float_range=(0.1, 3600.0)),

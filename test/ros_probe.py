@@ -100,11 +100,13 @@ class Probe:
         """Messages received on `topic` whose header stamp has this `sec`."""
         return [m for m in self.got[topic] if m.header.stamp.sec == sec]
 
-    def wait_for_node(self, timeout: float = 60.0) -> None:
-        """Until the node subscribes to the input and publishes to every probe subscription."""
+    def wait_for_node(self, timeout: float = 60.0, compressed: bool = False) -> None:
+        """Until the node subscribes to the input (/cam/image, or /cam/image/compressed) and
+        publishes to every probe subscription."""
+        pub = self.jpeg_pub if compressed else self.image_pub
 
         def matched() -> bool:
-            inputs = self.image_pub.get_subscription_count() > 0
+            inputs = pub.get_subscription_count() > 0
             return inputs and all(s.get_publisher_count() > 0 for s in self.subs)
 
         assert self.wait_for(matched, timeout), "the node never matched the probe's topics"

@@ -21,9 +21,9 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from test_node import node_params, stop
 
+from sleeg_core.bags import TYPESTORE, image_message, mcap_complete_end, output_typestore
 from sleeg_core.cli import main as sleeg
 from sleeg_core.metrics import exact_metrics
-from sleeg_ros.bags import TYPESTORE, image_message, mcap_complete_end, output_typestore
 
 CLI = "import sys; from sleeg_core.cli import main; sys.exit(main(sys.argv[1:]))"
 START_S = 1_700_000_000
@@ -285,25 +285,26 @@ def test_eval_attached_at_recorded_rate_skips_an_unsupported_frame(tmp_path, env
     assert len(read_bag(out / "outputs")["/att/anomaly/score"]) == fr["with_outputs"] > 0
 
 
-def test_eval_attached_to_a_compressed_topic_finds_its_labels_without_recording(
-    tmp_path, env, attached
+def test_eval_of_a_compressed_topic_starts_a_compressed_node_and_finds_the_labels(
+    tmp_path, env, tiny_model
 ):
     folder = write_frames(tmp_path / "src", 3)
     args = ["bag", "make", "--images", str(folder / "images"), "--labels", str(folder / "labels")]
     assert (
-        sleeg([*args, "--topic", "/att/image", "--compressed", "--out", str(tmp_path / "j.mcap")])
+        sleeg([*args, "--topic", "/cam/image", "--compressed", "--out", str(tmp_path / "j.mcap")])
         == 0
     )
     out = tmp_path / "eval"
-    args = eval_args(
-        tmp_path / "j", "/att/image/compressed", out, "--attach", "--namespace", "/att"
-    )
+    args = eval_args(tmp_path / "j", "/cam/image/compressed", out, *node_overrides(tiny_model))
     proc = cli(env, *args, "--max-rate", "--no-record")
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
+    log = (out / "node.log").read_text()
+    assert "input compressed on /cam/image/compressed" in log  # the bag's transport
     report = json.loads((out / "report.json").read_text())
-    assert report["label_topic"] == "/att/image/labels"  # <base topic>/labels by default
+    assert report["label_topic"] == "/cam/image/labels"  # <base topic>/labels by default
     assert report["frames"]["with_all_outputs"] == 3 and report["metrics"]["frames_scored"] == 3
+    assert report["node_status"]["frames_in"] == report["node_status"]["processed"] == 3
     assert not (out / "outputs").exists() and report["outputs"]["bag"] is None
     assert report["outputs"]["messages"]["anomaly/score"] >= 3  # received and scored
     assert "received (not recorded)" in (out / "report.md").read_text()

@@ -79,13 +79,32 @@ def test_every_output_arrives_with_the_input_header(running):
     assert sum(o.pixel_area for o in obs.obstacles) <= np.count_nonzero(mask)
 
 
-def test_compressed_input(running):
+def jpeg(sec: int) -> CompressedImage:
+    """FRAME as a JPEG CompressedImage stamped `sec`."""
+    _, data = cv2.imencode(".jpg", FRAME[..., ::-1])
+    msg = CompressedImage(format="jpeg", data=data.tobytes())
+    msg.header.stamp.sec = sec
+    return msg
+
+
+def frames_in_after(probe, pub, msgs: list) -> int:
+    """Publish `msgs`, then the node's frames_in counter two status periods later."""
+    for msg in msgs:
+        pub.publish(msg)
+        probe.spin(0.05)
+    probe.status()
+    return int(probe.status()["frames_in"])
+
+
+def test_raw_transport_ignores_compressed_frames(running):
     _, probe = running
-    probe.got.clear()
-    _, jpeg = cv2.imencode(".jpg", FRAME[..., ::-1])
-    msg = CompressedImage(format="jpeg", data=jpeg.tobytes())
-    msg.header.stamp.sec = 99
-    assert probe.publish_until(probe.jpeg_pub, msg, lambda: probe.stamped("anomaly/score", 99))
+    assert probe.jpeg_pub.get_subscription_count() == 0  # the one input is `image`
+    before = int(probe.status()["frames_in"])
+    assert frames_in_after(probe, probe.jpeg_pub, [jpeg(98)] * 5) == before
+    assert not probe.stamped("anomaly/score", 98)
+    msg = probe.image(FRAME, (97, 0))
+    assert probe.publish_until(probe.image_pub, msg, lambda: probe.stamped("anomaly/score", 97))
+    assert int(probe.status()["frames_in"]) > before
 
 
 def test_runtime_threshold_changes_the_mask(running):
@@ -125,7 +144,6 @@ def test_bad_frames_are_skipped_and_the_node_stays_up(running):
         (probe.image_pub, probe.image(FRAME[:2, :2], (3, 2))),
         (probe.image_pub, short),
         (probe.image_pub, huge),
-        (probe.jpeg_pub, CompressedImage(format="jpeg", data=b"\xff\xd8 not a jpeg")),
     ]
     for pub, msg in bad:  # each kind is counted as a bad frame (re-sent if DDS drops it)
         before = int(probe.status()["bad_frames"])

@@ -1,20 +1,28 @@
-"""The anomaly node process under load and at its edges: overload, signals, start-up errors."""
+"""The anomaly node process under load and at its edges: overload, signals, start-up errors, the
+compressed input transport."""
 
 import shutil
 import signal
 import time
 
+import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 from conftest import SHARED, shared_path
 
 pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 from ros_probe import REPO, Probe, start_node
-from test_node import FRAME, node_params, stop
+from sensor_msgs.msg import CompressedImage
+from test_node import FRAME, frames_in_after, jpeg, node_params, stop
 
 from sleeg_core import weights
+from sleeg_core.headfile import HeadFile
+from sleeg_core.images import to_batch
+from sleeg_core.inference import AnomalySegmenter
 from sleeg_core.models import shipped_heads
+from sleeg_core.segmentors.enet import ENetSegmentor
 from sleeg_ros.parameters import PARAMS
 
 
@@ -46,17 +54,66 @@ def test_overload_drops_frames_instead_of_queueing(ros_env, tiny_model):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_exits_cleanly_and_quickly(ros_env, tiny_model, sig):
-    proc = start_node(ros_env, *node_params(tiny_model))
-    probe = Probe(outputs=())
+def test_signal_while_processing_exits_cleanly_and_quickly(ros_env, tiny_model, sig):
+    """A signal in the middle of a frame stream: the inference thread is joined before the
+    context goes, so no publish fails and nothing is logged as an error."""
+    frame = np.random.default_rng(2).integers(0, 256, (256, 512, 3), dtype=np.uint8)
+    proc = start_node(ros_env, *node_params(tiny_model, "inference_width:=0"))
+    probe = Probe(outputs=("segmentation",))
     try:
         probe.wait_for_node()
+        first = probe.image(frame, (30, 0))
+        assert probe.publish_until(
+            probe.image_pub, first, lambda: probe.stamped("segmentation", 30)
+        )
+        for i in range(1, 25):  # frames keep coming before and after the signal
+            if i == 12:
+                t0 = time.monotonic()
+                proc.send_signal(sig)
+            probe.image_pub.publish(probe.image(frame, (30, i)))
+            probe.spin(0.05)
+        out, _ = proc.communicate(timeout=10)
     finally:
         probe.close()
-    t0 = time.monotonic()
-    rc, out = stop(proc, sig)
+        if proc.poll() is None:
+            stop(proc, signal.SIGKILL)
     assert time.monotonic() - t0 < 5.0
-    assert rc == 0, out
+    assert proc.returncode == 0, out
+    for bad in ("Traceback", "RCLError", "Failed to publish", "context is invalid", "[ERROR]"):
+        assert bad not in out, out
+
+
+def test_compressed_transport_decodes_jpeg_and_ignores_raw_frames(ros_env, tiny_model):
+    """Alone on the domain (test_node's raw node is gone): every output and count is this node's."""
+    proc = start_node(ros_env, *node_params(tiny_model, "image_transport:=compressed"))
+    probe = Probe(outputs=("anomaly/score", "status"))
+    try:
+        probe.wait_for_node(compressed=True)
+        assert probe.image_pub.get_subscription_count() == 0  # the one input is image/compressed
+        raw = [probe.image(FRAME, (60, i)) for i in range(5)]
+        assert frames_in_after(probe, probe.image_pub, raw) == 0
+        got = lambda: probe.stamped("anomaly/score", 61)  # noqa: E731
+        assert probe.publish_until(probe.jpeg_pub, jpeg(61), got)
+        score = np.frombuffer(got()[0].data, np.float32)
+        corrupt = CompressedImage(format="jpeg", data=b"\xff\xd8 not a jpeg")
+        before = int(probe.status()["bad_frames"])
+        counted = lambda: int(probe.latest_status().get("bad_frames", before)) > before  # noqa: E731
+        assert probe.publish_until(probe.jpeg_pub, corrupt, counted, timeout=30)
+        status = probe.status()
+    finally:
+        probe.close()
+        rc, out = stop(proc)
+    assert rc == 0 and "input compressed on /cam/image/compressed" in out, out
+    assert not probe.stamped("anomaly/score", 60)
+    counts = [int(status[k]) for k in ("frames_in", "processed", "dropped", "bad_frames")]
+    assert counts[1] >= 1 and counts[3] >= 1 and counts[0] == sum(counts[1:]), status
+    # the node decodes the JPEG as this process does (RGB order, full size)
+    rgb = cv2.imdecode(np.frombuffer(jpeg(61).data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    model = AnomalySegmenter.for_head_file(
+        ENetSegmentor(tiny_model["weights"]), HeadFile.load(tiny_model["head"])
+    ).eval()
+    expected = model(to_batch(rgb.copy()), scores=("sleeg",), size=(64, 128)).scores["sleeg"]
+    np.testing.assert_allclose(score, expected.flatten().numpy(), atol=1e-4)
 
 
 def test_missing_weights_fail_at_startup_naming_the_parameter(ros_env, tiny_model, tmp_path):
@@ -78,13 +135,6 @@ def test_mismatched_head_fails_at_startup(ros_env, tiny_model, tmp_path):
 
 def test_compiled_node_publishes_what_the_eager_model_computes(ros_env, tiny_model):
     """compile_mode compiles at start-up for the inference size; outputs match eager PyTorch."""
-    import torch
-
-    from sleeg_core.headfile import HeadFile
-    from sleeg_core.images import to_batch
-    from sleeg_core.inference import AnomalySegmenter
-    from sleeg_core.segmentors.enet import ENetSegmentor
-
     proc = start_node(ros_env, *node_params(tiny_model, "compile_mode:=default"))
     probe = Probe(outputs=("segmentation", "anomaly/score"))
     try:
@@ -107,6 +157,14 @@ def test_compiled_node_publishes_what_the_eager_model_computes(ros_env, tiny_mod
     np.testing.assert_allclose(score, eager.scores["sleeg"].flatten().numpy(), atol=1e-4)
     assert np.mean(ids == eager.train_ids.flatten().numpy()) > 0.999
     assert torch.isfinite(eager.scores["sleeg"]).all()
+
+
+def test_unknown_image_transport_fails_at_startup(ros_env, tiny_model):
+    proc = start_node(ros_env, *node_params(tiny_model, "image_transport:=theora"))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "parameter 'image_transport': 'theora' is not one of raw, compressed" in out
+    assert "Traceback" not in out
 
 
 def test_unknown_compile_mode_fails_at_startup(ros_env, tiny_model):

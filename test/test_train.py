@@ -112,7 +112,7 @@ def test_road_aware_log_uniform_patches_train(tmp_path, weights, monkeypatch):
 
 def test_train_on_a_rosbag(tmp_path, weights):
     pytest.importorskip("rosbags")
-    from sleeg_ros.bags import write_image_bag
+    from sleeg_core.bags import write_image_bag
 
     frames = [cv2.imread(str(p))[..., ::-1] for p in sorted(make_frames(tmp_path / "f").iterdir())]
     bag = write_image_bag(tmp_path / "drive.mcap", {"/cam/image_raw": frames})
@@ -124,7 +124,7 @@ def test_train_on_a_rosbag(tmp_path, weights):
 
 def test_missing_topic_lists_the_bag_topics(tmp_path, weights, capsys):
     pytest.importorskip("rosbags")
-    from sleeg_ros.bags import write_image_bag
+    from sleeg_core.bags import write_image_bag
 
     bag = write_image_bag(tmp_path / "d.mcap", {"/cam": [np.zeros((16, 16, 3), np.uint8)]})
     args = train_args(weights, tmp_path / "run", "--bag", str(bag), "--topic", "/other")

@@ -1,6 +1,8 @@
 """rosbag2 (.mcap, .db3, bag folders) reading and writing with `rosbags`: image streams.
 
-Shared by `sleeg train` (bag sources) and `sleeg bag`. No ROS installation is needed.
+Shared by `sleeg train` (bag sources), `sleeg eval` (labelled bags) and `sleeg bag`. No ROS
+installation is needed, only the optional `rosbags` package (the `ros` extra): without it,
+importing this module raises MissingPackageError saying so.
 
 A bag written here is a rosbag2 folder as `ros2 bag record` writes it: `--out drive.mcap` makes
 `drive/` holding `drive.mcap` and `metadata.yaml` (`drive.db3` the same with SQLite). An MCAP
@@ -22,15 +24,23 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-from rosbags.highlevel import AnyReader
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
 from sleeg_core.datasets import AnomalySample, LabelMap
-from sleeg_core.errors import SleegError
-from sleeg_ros.conversions import BadFrameError, compressed_to_rgb, image_to_rgb
+from sleeg_core.errors import MissingPackageError, SleegError
+from sleeg_core.image_msgs import BadFrameError, compressed_to_rgb, image_to_rgb
+
+try:
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    from rosbags.typesys.store import Typestore
+except ImportError as err:
+    raise MissingPackageError(
+        f"reading and writing rosbag2 files needs the 'rosbags' package ({err}): "
+        "pip install rosbags, or pip install '.[ros]' (scripts/setup installs it)",
+        name="rosbags",
+    ) from err
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 MAX_PIXELS = 8192 * 8192
