@@ -3,7 +3,8 @@
 Starts the SLEEG anomaly node with config/anomaly.yaml; every behaviour lives in the node and its
 parameters file. Arguments left empty keep the parameters file's value (weights
 `enet_cityscapes`, head `enet_cityscapes_sleeg`: the known ENet weights and the shipped head;
-image_transport `raw`). `camera_topic` is the base topic, as with image_transport: the node reads
+image_transport `raw`, resize_mode `pad`, no ignore_mask; roi_polygon only in the parameters
+file). `camera_topic` is the base topic, as with image_transport: the node reads
 it (`raw`) or `<camera_topic>/compressed` (`compressed`).
 """
 
@@ -14,7 +15,16 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
-OVERRIDES = ("weights", "head", "device", "threshold", "compile_mode", "image_transport")
+OVERRIDES = (
+    "weights",
+    "head",
+    "device",
+    "threshold",
+    "compile_mode",
+    "image_transport",
+    "resize_mode",
+    "ignore_mask",
+)
 
 
 def _node(context, *_args, **_kwargs):
@@ -67,6 +77,16 @@ def generate_launch_description() -> LaunchDescription:
                 "compile_mode",
                 default_value="",
                 description="torch.compile mode: default | reduce-overhead | max-autotune",
+            ),
+            DeclareLaunchArgument(
+                "resize_mode",
+                default_value="",
+                description="pad (aspect kept) | crop (aspect kept, centre) | stretch",
+            ),
+            DeclareLaunchArgument(
+                "ignore_mask",
+                default_value="",
+                description="PNG of pixels never judged anomalous (nonzero = ignore)",
             ),
             OpaqueFunction(function=_node),
         ]

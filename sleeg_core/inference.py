@@ -10,19 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from sleeg_core.cityscapes import IGNORE_ID
 from sleeg_core.errors import SleegError
 from sleeg_core.estimators import HEAD_SCORES, compute_score, needs_logits, score_names
+from sleeg_core.geometry import fit_frame, to_frame, to_input
 from sleeg_core.head import OoDHead
 from sleeg_core.headfile import HeadFile
 from sleeg_core.models import pick_segmentor, resolve_head
 from sleeg_core.segmentors import Segmentor, build_segmentor
-from sleeg_core.segmentors.base import upsample_to_input
+from sleeg_core.segmentors.base import IMAGENET_MEAN, upsample_to_input
 from sleeg_core.weights import resolve as resolve_weights
 
 TTA_MODES = ("none", "flip")  # test-time augmentation of AnomalySegmenter's scores
+PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # padding: zero once normalised
 
 
 def resolve_device(device: str) -> torch.device:
@@ -49,7 +51,10 @@ class AnomalySegmenter(nn.Module):
     """A frozen segmentor with an optional trained head; scores chosen by name.
 
     `size=(H, W)` runs the network at that resolution and maps every output back to the input's
-    size (scores bilinearly, train ids by nearest neighbour). `tta="flip"` runs each image with
+    size, pixel-aligned (scores bilinearly, train ids by nearest neighbour); `resize_mode`
+    (sleeg_core.geometry) stretches the frame to that size, pads it (aspect kept, padded with
+    PAD_RGB) or crops it (aspect kept, centre window): outside a crop window each score is the
+    image's lowest, train ids are 255 (ignore) and logits 0. `tta="flip"` runs each image with
     its horizontal mirror in one batch of 2B and averages every score with the mirror's, flipped
     back; train ids and logits stay the unflipped image's.
     """
@@ -119,13 +124,14 @@ class AnomalySegmenter(nn.Module):
         size: tuple[int, int] | None = None,
         keep_logits: bool = False,
         train_ids: bool = True,
+        resize_mode: str = "stretch",
     ) -> Prediction:
         """images: B×3×H×W uint8 RGB → Prediction at H×W (only the parts asked for)."""
         in_hw = tuple(images.shape[-2:])
-        x = images
+        x, fit = images, None
         if size is not None and tuple(size) != in_hw:
-            x = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True)
-            x = x.round().clamp(0, 255).to(torch.uint8)
+            fit = fit_frame(in_hw, tuple(size), resize_mode)
+            x = to_input(images, fit, PAD_RGB)
         flip = self.tta == "flip" and bool(scores)  # the mirror only changes scores
         out = self.segmentor(torch.cat([x, x.flip(-1)]) if flip else x)
         h = None
@@ -143,15 +149,15 @@ class AnomalySegmenter(nn.Module):
             maps = {n: (m[:b] + m[b:].flip(-1)) / 2 for n, m in maps.items()}
             ids = ids[:b] if ids is not None else None
             logits = logits[:b] if logits is not None else None
-        if x is not images:
+        if fit is not None:
             maps = {
-                n: F.interpolate(m[:, None], size=in_hw, mode="bilinear")[:, 0]
+                n: to_frame(m[:, None], fit)[:, 0]  # outside a crop: the lowest score
                 for n, m in maps.items()
             }
             if ids is not None:
-                ids = F.interpolate(ids[:, None], size=in_hw, mode="nearest-exact")[:, 0]
+                ids = to_frame(ids[:, None], fit, IGNORE_ID, "nearest-exact")[:, 0]
             if keep_logits:
-                logits = F.interpolate(logits, size=in_hw, mode="bilinear")
+                logits = to_frame(logits, fit, 0.0)
         if not keep_logits:
             logits = None
         return Prediction(ids, maps, logits)

@@ -1,8 +1,8 @@
 """From an anomaly score map to a clean obstacle mask and its connected regions (pure function).
 
-mask = score ≥ threshold → optional morphological opening → connected components (8-connected)
-smaller than `min_area` pixels removed. Each remaining component becomes an `Obstacle` (box,
-area, mean/max score, centroid), largest first.
+mask = score ≥ threshold, inside the judged area → optional morphological opening → connected
+components (8-connected) smaller than `min_area` pixels removed. Each remaining component becomes
+an `Obstacle` (box, area, mean/max score, centroid), largest first.
 """
 
 from __future__ import annotations
@@ -29,10 +29,18 @@ class Obstacle:
 
 
 def find_obstacles(
-    score: np.ndarray, threshold: float, open_px: int = 0, min_area: int = 0
+    score: np.ndarray,
+    threshold: float,
+    open_px: int = 0,
+    min_area: int = 0,
+    judged: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[Obstacle]]:
-    """score H×W float → (mask H×W uint8 with 0/255, obstacles largest first)."""
-    mask = (score >= threshold).astype(np.uint8)
+    """score H×W float → (mask H×W uint8 with 0/255, obstacles largest first); pixels where the
+    H×W bool `judged` is False are never in the mask (None: every pixel is judged)."""
+    mask = score >= threshold
+    if judged is not None:
+        mask &= judged
+    mask = mask.astype(np.uint8)
     if open_px > 1:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (open_px, open_px))
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)

@@ -3,17 +3,18 @@
 A thin shell over sleeg_core: the subscription callback (one input, `image` or
 `<image>/compressed` by parameter `image_transport`) only drops the message into a latest-frame
 slot; one inference thread decodes, runs `AnomalySegmenter`, and publishes every output with the
-input's header. Outputs nobody subscribes to are not computed. SIGINT/SIGTERM stop the executor
-and join the inference thread before the node and its context go.
+input's header. Outputs nobody subscribes to are not computed. Health (sleeg_ros.health) goes to
+/diagnostics; every topic's QoS may be changed by `qos_overrides` parameters. SIGINT/SIGTERM stop
+the executor and join the inference thread before the node and its context go.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import signal
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from types import FrameType
 
@@ -22,16 +23,33 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import (
+    PublisherEventCallbacks,
+    QoSOfferedIncompatibleQoSInfo,
+    QoSRequestedIncompatibleQoSInfo,
+    SubscriptionEventCallbacks,
+)
+from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.publisher import Publisher
+from rclpy.qos import QoSPolicyKind, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from sleeg_core.cityscapes import colorize
 from sleeg_core.errors import SleegError
+from sleeg_core.geometry import (
+    RESIZE_MODES,
+    JudgedArea,
+    parse_roi_polygon,
+    read_mask,
+    restrict_score,
+)
 from sleeg_core.headfile import HeadFile
 from sleeg_core.image_msgs import BadFrameError, compressed_to_rgb, image_to_rgb
 from sleeg_core.images import to_batch
@@ -44,10 +62,12 @@ from sleeg_core.weights import KNOWN_WEIGHTS
 from sleeg_core.weights import resolve as resolve_weights
 from sleeg_ros.conversions import array_to_image
 from sleeg_ros.frame_slot import LatestFrameSlot
+from sleeg_ros.health import HealthMonitor, Level, Limits, Timings
 from sleeg_ros.msg import AnomalyObstacle, AnomalyObstacleArray
 from sleeg_ros.parameters import IMAGE_TRANSPORTS, PARAMS
 
 OUTPUT_QOS = QoSProfile(depth=2, reliability=QoSReliabilityPolicy.RELIABLE)
+OVERRIDABLE = {k.name.lower() for k in QoSOverridingOptions.with_default_policies().policy_kinds}
 LOG_THROTTLE_S = 5.0
 SPIN_POLL_S = 0.1  # how long a stop request may wait for the executor
 
@@ -60,22 +80,6 @@ class StartupError(Exception):
 class Frame:
     msg: Image | CompressedImage
     received: float  # time.monotonic() at arrival
-
-
-class Stats:
-    """Counters and recent timings for the status output (written by the inference thread)."""
-
-    def __init__(self) -> None:
-        self.processed = 0
-        self.bad = 0
-        self.infer_ms: deque[float] = deque(maxlen=100)
-        self.node_ms: deque[float] = deque(maxlen=100)
-        self.latency_ms: deque[float] = deque(maxlen=100)
-
-
-def _percentile(values: deque[float], q: float) -> float:
-    snapshot = list(values)  # the inference thread appends concurrently
-    return round(float(np.percentile(snapshot, q)), 2) if snapshot else math.nan
 
 
 class AnomalyNode(Node):
@@ -101,22 +105,21 @@ class AnomalyNode(Node):
         self.half = self.param("half_precision") and self.device.type == "cuda"
         w, h = self.param("inference_width"), self.param("inference_height")
         self.size = (h, w) if w > 0 and h > 0 else None
+        self.resize_mode, self.judged = self._geometry()
         self.max_pixels = self.param("max_input_pixels")
         self.threshold = self._threshold_from(self.param("threshold"))
         self._compile(self.param("compile_mode"))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.pubs = {
-            "segmentation": self.create_publisher(Image, "segmentation", OUTPUT_QOS),
-            "color": self.create_publisher(Image, "segmentation/color", OUTPUT_QOS),
-            "score": self.create_publisher(Image, "anomaly/score", OUTPUT_QOS),
-            "mask": self.create_publisher(Image, "anomaly/mask", OUTPUT_QOS),
-            "obstacles": self.create_publisher(
-                AnomalyObstacleArray, "anomaly/obstacles", OUTPUT_QOS
-            ),
-            "overlay": self.create_publisher(Image, "overlay", OUTPUT_QOS),
+            "segmentation": self._publisher(Image, "segmentation"),
+            "color": self._publisher(Image, "segmentation/color"),
+            "score": self._publisher(Image, "anomaly/score"),
+            "mask": self._publisher(Image, "anomaly/mask"),
+            "obstacles": self._publisher(AnomalyObstacleArray, "anomaly/obstacles"),
+            "overlay": self._publisher(Image, "overlay"),
         }
-        self.status_pub = self.create_publisher(DiagnosticArray, "status", OUTPUT_QOS)
+        self.diagnostics_pub = self._publisher(DiagnosticArray, "/diagnostics")
         qos = qos_profile_sensor_data
         if self.param("reliable_input"):
             qos = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -124,8 +127,19 @@ class AnomalyNode(Node):
         kind, input_topic = Image, self.resolve_topic_name("image")
         if self.transport == "compressed":
             kind, input_topic = CompressedImage, self._compressed_topic(input_topic)
-        self.create_subscription(kind, input_topic, self._on_frame, qos)
-        self.stats = Stats()
+        self.health = HealthMonitor(
+            Limits(
+                max_input_age_s=self.param("max_input_age_s"),
+                processing_budget_ms=self.param("processing_budget_ms"),
+                max_bad_frame_rate=self.param("max_bad_frame_rate"),
+                window_s=self.param("health_window_s"),
+            )
+        )
+        self.status_name = f"{self.get_name()}: {input_topic}"
+        self.hardware_id = self.param("hardware_id") or input_topic
+        self.last_stamp_ns: int | None = None  # header stamp of the newest frame
+        self.last_level: Level | None = None
+        self._subscription(kind, input_topic, qos)
         self.create_timer(self.param("status_period_s"), self._publish_status)
         self.worker = threading.Thread(target=self._run, name="sleeg-inference", daemon=True)
         self.stopping = threading.Event()
@@ -145,6 +159,63 @@ class AnomalyNode(Node):
 
     def param(self, name: str):
         return self.get_parameter(name).value
+
+    # ------------------------------------------------------------------ QoS
+    def _publisher(self, kind: type, topic: str) -> Publisher:
+        """A reliable publisher; `qos_overrides.<topic>.publisher.*` may change its QoS."""
+        name = self.resolve_topic_name(topic)
+        events = PublisherEventCallbacks(
+            incompatible_qos=lambda info: self._incompatible_qos(info, name, pub, "publisher")
+        )
+        try:
+            pub = self.create_publisher(
+                kind,
+                topic,
+                copy.copy(OUTPUT_QOS),  # overrides change the profile in place
+                event_callbacks=events,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+            )
+        except (RuntimeError, ParameterException) as err:
+            raise StartupError(f"parameter 'qos_overrides.{name}.publisher': {err}") from err
+        return pub
+
+    def _subscription(self, kind: type, topic: str, qos: QoSProfile) -> None:
+        """The input subscription; `qos_overrides.<topic>.subscription.*` may change its QoS."""
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=lambda info: self._incompatible_qos(info, topic, sub, "subscription")
+        )
+        try:
+            sub = self.create_subscription(
+                kind,
+                topic,
+                self._on_frame,
+                copy.copy(qos),
+                event_callbacks=events,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+            )
+        except (RuntimeError, ParameterException) as err:
+            raise StartupError(f"parameter 'qos_overrides.{topic}.subscription': {err}") from err
+
+    def _incompatible_qos(
+        self,
+        info: QoSOfferedIncompatibleQoSInfo | QoSRequestedIncompatibleQoSInfo,
+        topic: str,
+        entity: Publisher | Subscription,
+        side: str,
+    ) -> None:
+        """Log an endpoint that cannot match our `entity` (its `side`: publisher | subscription),
+        naming the topic and the policy."""
+        policy = QoSPolicyKind(info.last_policy_kind).name.lower()
+        ours = getattr(entity.qos_profile, policy, None)
+        ours = getattr(ours, "name", ours)
+        other = "a subscription requests" if side == "publisher" else "a publisher offers"
+        fix = "change the other side's QoS"
+        if policy in OVERRIDABLE:
+            fix += f" or qos_overrides.{topic}.{side}.{policy}"
+        self.get_logger().warning(
+            f"incompatible QoS on {topic}: {other} a {policy} this {side} cannot match "
+            f"(ours: {str(ours).lower()}); nothing flows between them: {fix}"
+        )
 
     # ------------------------------------------------------------------ start-up
     def _load_model(self) -> tuple[AnomalySegmenter, HeadFile | None]:
@@ -195,6 +266,25 @@ class AnomalyNode(Node):
             )
         return model.to(device).eval(), head_file
 
+    def _geometry(self) -> tuple[str, JudgedArea]:
+        """resize_mode, and the judged area from roi_polygon and ignore_mask."""
+        mode = self.param("resize_mode")
+        if mode not in RESIZE_MODES:
+            raise StartupError(
+                f"parameter 'resize_mode': '{mode}' is not one of {', '.join(RESIZE_MODES)}"
+            )
+        try:
+            roi = parse_roi_polygon(self.param("roi_polygon") or [])  # YAML [] is unset
+        except SleegError as err:
+            raise StartupError(f"parameter 'roi_polygon': {err}") from err
+        ignore = None
+        if self.param("ignore_mask"):
+            try:
+                ignore = read_mask(self.param("ignore_mask"))
+            except SleegError as err:
+                raise StartupError(f"parameter 'ignore_mask': {err}") from err
+        return mode, JudgedArea(roi, ignore, self.size, mode)
+
     def _compile(self, mode: str) -> None:
         """torch.compile the networks and, for a fixed inference size, compile now (a frame of
         zeros) so that the first camera frame is not held up and failures stop the start-up."""
@@ -241,32 +331,45 @@ class AnomalyNode(Node):
     # ------------------------------------------------------------------ callbacks
     def _on_frame(self, msg: Image | CompressedImage) -> None:
         self.slot.put(Frame(msg, time.monotonic()))
+        self.health.frame_arrived()
+        self.last_stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
     def _publish_status(self) -> None:
-        s = self.stats
+        """The health on /diagnostics; a level change is logged, every status at DEBUG."""
+        health = self.health.report()
+        now = self.get_clock().now()
+        stamp_ns = self.last_stamp_ns
+        age = math.nan if stamp_ns is None else round((now.nanoseconds - stamp_ns) / 1e9, 3)
         values = {
             "frames_in": self.slot.received,
-            "processed": s.processed,
+            **health.values,
             "dropped": self.slot.dropped,
-            "bad_frames": s.bad,
-            "inference_ms_median": _percentile(s.infer_ms, 50),
-            "node_ms_median": _percentile(s.node_ms, 50),
-            "latency_ms_median": _percentile(s.latency_ms, 50),
-            "latency_ms_p95": _percentile(s.latency_ms, 95),
+            "frame_age_s": age,  # now − the newest frame's header stamp
             "threshold": self.threshold,
         }
+        if self.device.type == "cuda":
+            values["gpu_memory_mb"] = round(torch.cuda.memory_allocated(self.device) / 2**20, 1)
+            values["gpu_memory_reserved_mb"] = round(
+                torch.cuda.memory_reserved(self.device) / 2**20, 1
+            )
         status = DiagnosticStatus(
-            level=DiagnosticStatus.OK if not s.bad else DiagnosticStatus.WARN,
-            name="sleeg_anomaly",
-            message="running",
-            hardware_id=str(self.device),
+            level=bytes([health.level]),
+            name=self.status_name,
+            message=health.message,
+            hardware_id=self.hardware_id,
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
         )
-        self.status_pub.publish(DiagnosticArray(header=self._stamp_now(), status=[status]))
-        self.get_logger().info(" ".join(f"{k}={v}" for k, v in values.items()))
-
-    def _stamp_now(self) -> Header:
-        return Header(stamp=self.get_clock().now().to_msg())
+        self.diagnostics_pub.publish(
+            DiagnosticArray(header=Header(stamp=now.to_msg()), status=[status])
+        )
+        if health.level != self.last_level:  # one call site per severity (rclpy's rule)
+            change = f"/diagnostics {health.level.name}: {health.message}"
+            if health.level == Level.OK:
+                self.get_logger().info(change)
+            else:
+                self.get_logger().warning(change)
+            self.last_level = health.level
+        self.get_logger().debug(" ".join(f"{k}={v}" for k, v in values.items()))
 
     # ------------------------------------------------------------------ inference thread
     def _run(self) -> None:
@@ -277,12 +380,12 @@ class AnomalyNode(Node):
             try:
                 self._process(frame)
             except BadFrameError as err:
-                self.stats.bad += 1
+                self.health.frame_bad()
                 self.get_logger().warning(
                     f"skipped a frame: {err}", throttle_duration_sec=LOG_THROTTLE_S
                 )
             except Exception as err:  # the node must never die on a frame
-                self.stats.bad += 1
+                self.health.frame_bad()
                 self.get_logger().error(
                     f"frame failed: {err.__class__.__name__}: {err}",
                     throttle_duration_sec=LOG_THROTTLE_S,
@@ -298,7 +401,7 @@ class AnomalyNode(Node):
         need_ids = want["segmentation"] or want["color"]
         need_score = want["score"] or want["mask"] or want["obstacles"] or want["overlay"]
         if not (need_ids or need_score):  # nobody listens: nothing to compute
-            self.stats.processed += 1
+            self.health.frame_processed()
             return
         if isinstance(msg, CompressedImage):
             rgb = compressed_to_rgb(msg, self.max_pixels)
@@ -312,6 +415,7 @@ class AnomalyNode(Node):
                 scores=(self.score_name,) if need_score else (),
                 size=self.size,
                 train_ids=need_ids,
+                resize_mode=self.resize_mode,
             )
         train_ids = pred.train_ids[0].cpu().numpy() if need_ids else None
         score = pred.scores[self.score_name][0].cpu().numpy() if need_score else None
@@ -324,21 +428,21 @@ class AnomalyNode(Node):
         if score is not None:
             self._publish_anomaly(rgb, score, header, want)
         t3 = time.perf_counter()
-        self.stats.processed += 1
-        self.stats.infer_ms.append((t2 - t1) * 1e3)
-        self.stats.node_ms.append(((t1 - t0) + (t3 - t2)) * 1e3)
-        self.stats.latency_ms.append((time.monotonic() - frame.received) * 1e3)
+        latency_ms = (time.monotonic() - frame.received) * 1e3
+        self.health.frame_processed(Timings((t2 - t1) * 1e3, (t3 - t0) * 1e3, latency_ms))
 
     def _publish_anomaly(
         self, rgb: np.ndarray, score: np.ndarray, header: Header, want: dict[str, bool]
     ) -> None:
+        judged = self.judged.mask(*score.shape)  # outside it: the lowest score, never in the mask
+        score = restrict_score(score, judged)
         if want["score"]:
             self.pubs["score"].publish(array_to_image(score.astype(np.float32), header, "32FC1"))
         threshold = self.threshold
         if math.isnan(threshold) or not (want["mask"] or want["obstacles"] or want["overlay"]):
             return
         mask, obstacles = find_obstacles(
-            score, threshold, self.param("mask_open_px"), self.param("min_blob_area")
+            score, threshold, self.param("mask_open_px"), self.param("min_blob_area"), judged
         )
         if want["mask"]:
             self.pubs["mask"].publish(array_to_image(mask, header, "mono8"))

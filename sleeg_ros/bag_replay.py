@@ -11,7 +11,8 @@ published and when each of its outputs arrives, matched by header stamp. Frames 
 bag's recorded rate (scaled), or with `rate=None` one at a time: the next frame when every output
 of the previous one has arrived. A warm-up frame (the first frame, stamped 1 ns, not recorded)
 goes first: it waits out the node's first inference and shows which outputs the node publishes;
-the node's status counters are reported as differences from a status taken after it.
+the node's status counters (its /diagnostics status for the image topic) are reported as
+differences from a status taken after it.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ from sleeg_core.metrics import StreamingMetrics
 from sleeg_ros.msg import AnomalyObstacleArray
 
 IMAGE = "sensor_msgs/msg/Image"
-STATUS = "status"
+STATUS = "/diagnostics"  # absolute: shared by every node; the others' statuses are ignored
 SCORE = "anomaly/score"
-OUTPUTS: dict[str, tuple[str, type]] = {  # node output (relative name) → rosbags type, rclpy type
+OUTPUTS: dict[str, tuple[str, type]] = {  # node output (name) → rosbags type, rclpy type
     "segmentation": (IMAGE, Image),
     "segmentation/color": (IMAGE, Image),
     SCORE: (IMAGE, Image),
@@ -267,7 +268,7 @@ class Replay:
         if bag.note:
             self.result.problems.append(f"damaged bag: {bag.note}")
         ns = options.namespace.rstrip("/")
-        self.topics = {short: f"{ns}/{short}" for short in OUTPUTS}
+        self.topics = {short: short if short == STATUS else f"{ns}/{short}" for short in OUTPUTS}
         self.proc: subprocess.Popen | None = None
         self.cond = threading.Condition()
         self.by_stamp: dict[int, SentFrame] = {}
@@ -318,6 +319,8 @@ class Replay:
 
     def _make_participant(self) -> None:
         self.node = rclpy.create_node("sleeg_bag_eval", context=self.context)
+        # the node names its status "<node name>: <input topic>"
+        self.status_suffix = f": {self.node.resolve_topic_name(self.opt.image_topic)}"
         kind = CompressedImage if self.compressed else Image
         self.pub = self.node.create_publisher(kind, self.opt.image_topic, RELIABLE)
         self.subs = [
@@ -407,7 +410,10 @@ class Replay:
         stamp = header_stamp(raw)
         if short == STATUS:
             msg = TYPESTORE.deserialize_cdr(raw, OUTPUTS[STATUS][0])
-            values = {kv.key: kv.value for st in msg.status for kv in st.values}
+            ours = [st for st in msg.status if st.name.endswith(self.status_suffix)]
+            if not ours:
+                return  # another node's diagnostics
+            values = {kv.key: kv.value for kv in ours[0].values}
             with self.cond:
                 self.statuses.append(NodeStatus(stamp, values))
                 self.cond.notify_all()

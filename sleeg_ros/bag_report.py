@@ -19,7 +19,7 @@ from sleeg_core.visualize import heatmap, score_overlay, score_range
 from sleeg_ros.bag_replay import IMAGE, SCORE, ReplayResult, SentFrame
 
 COUNTERS = ("frames_in", "processed", "dropped", "bad_frames")
-TIMINGS = ("inference_ms_median", "node_ms_median", "latency_ms_median", "latency_ms_p95")
+TIMINGS = ("inference_ms_p50", "processing_ms_p50", "latency_ms_p50", "latency_ms_p95")
 SHEET_WIDTH = 640  # pixels per contact-sheet tile
 
 
@@ -169,7 +169,7 @@ def write_latency_plot(res: ReplayResult, report: dict, path: Path) -> Path | No
     ).reshape(-1, 2)
     lost = np.array([f.sent - t0 for f in frames if not f.arrivals])
     node = report["node_status"] or {}
-    return plot_latency(done[:, 0], done[:, 1] * 1e3, lost, path, node.get("latency_ms_median"))
+    return plot_latency(done[:, 0], done[:, 1] * 1e3, lost, path, node.get("latency_ms_p50"))
 
 
 def _pick(frames: list[SentFrame], n: int) -> list[SentFrame]:
@@ -324,10 +324,10 @@ def report_markdown(report: dict) -> str:
             )
     if node:
         lines.append(
-            f"\nThe node's own status (its last 100 frames, receipt → last publish): latency "
-            f"median {_fmt(node['latency_ms_median'])}, p95 {_fmt(node['latency_ms_p95'])}; "
-            f"inference median {_fmt(node['inference_ms_median'])}, decode + publish median "
-            f"{_fmt(node['node_ms_median'])}."
+            f"\nThe node's own status (frames of its health window, receipt → last publish): "
+            f"latency median {_fmt(node['latency_ms_p50'])}, p95 {_fmt(node['latency_ms_p95'])}; "
+            f"inference median {_fmt(node['inference_ms_p50'])}, processing (decode + inference "
+            f"+ publish) median {_fmt(node['processing_ms_p50'])}."
         )
     else:
         lines.append("\nNo node status before and after the replay: node counters unavailable.")

@@ -25,9 +25,14 @@ class Param:
     runtime: bool = False
     int_range: tuple[int, int] | None = None
     float_range: tuple[float, float] | None = None
+    dynamic_typing: bool = False  # for lists: `[]` has no type, and [0, 1] is an integer array
 
     def descriptor(self) -> ParameterDescriptor:
-        desc = ParameterDescriptor(description=self.description, read_only=not self.runtime)
+        desc = ParameterDescriptor(
+            description=self.description,
+            read_only=not self.runtime,
+            dynamic_typing=self.dynamic_typing,
+        )
         if self.int_range:
             desc.integer_range = [
                 IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1])
@@ -74,6 +79,26 @@ PARAMS: tuple[Param, ...] = (
         "inference_width", 1024, "inference width in pixels (0: native size)", int_range=(0, 8192)
     ),
     Param("inference_height", 512, "inference height in pixels (0: native)", int_range=(0, 8192)),
+    Param(
+        "resize_mode",
+        "pad",
+        "frame → inference size: pad (aspect kept, padded) | crop (aspect kept, centre window; "
+        "outside it score = the lowest, mask 0, segmentation 255) | stretch; outputs are always "
+        "at the frame's size, pixel-aligned",
+    ),
+    Param(
+        "ignore_mask",
+        "",
+        "mask image (PNG) of pixels never judged anomalous: nonzero = ignore (ego hood, "
+        "mounts), resized nearest to the frame; empty: none",
+    ),
+    Param(
+        "roi_polygon",
+        [],
+        "judged region: flat list x0, y0, x1, y1, ... of at least 3 points normalised to [0, 1] "
+        "(x right, y down); empty: the whole frame",
+        dynamic_typing=True,
+    ),
     Param("threshold", math.nan, "mask threshold on the score; NaN: the head file's", runtime=True),
     Param("mask_open_px", 3, "morphological opening kernel (0: off)", True, int_range=(0, 63)),
     Param("min_blob_area", 64, "drop mask blobs smaller than this", True, int_range=(0, 10**7)),
@@ -85,6 +110,36 @@ PARAMS: tuple[Param, ...] = (
         "<image>/compressed; the one input subscribed to",
     ),
     Param("max_input_pixels", 4096 * 4096, "larger frames are refused", int_range=(64, 2**31 - 1)),
-    Param("reliable_input", False, "reliable input QoS instead of sensor-data best effort"),
-    Param("status_period_s", 5.0, "status publish/log period (s)", float_range=(0.1, 3600.0)),
+    Param(
+        "reliable_input",
+        False,
+        "reliable input QoS instead of sensor-data best effort (qos_overrides./<topic>."
+        "subscription.* win over it)",
+    ),
+    Param("status_period_s", 1.0, "/diagnostics publish period (s)", float_range=(0.1, 3600.0)),
+    Param("hardware_id", "", "hardware_id of the /diagnostics status; empty: the input topic"),
+    Param(
+        "max_input_age_s",
+        2.0,
+        "health ERROR when no frame arrived for this long (and before the first)",
+        float_range=(0.01, 3600.0),
+    ),
+    Param(
+        "processing_budget_ms",
+        1000.0,
+        "health WARN when the p95 per-frame processing time over the window is above (0: off)",
+        float_range=(0.0, 3.6e6),
+    ),
+    Param(
+        "max_bad_frame_rate",
+        0.1,
+        "health WARN when the fraction of bad frames over the window is above",
+        float_range=(0.0, 1.0),
+    ),
+    Param(
+        "health_window_s",
+        10.0,
+        "window (s) of the /diagnostics rates, percentiles and bad-frame rate",
+        float_range=(0.1, 3600.0),
+    ),
 )

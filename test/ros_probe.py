@@ -11,7 +11,7 @@ from subprocess import PIPE, STDOUT, Popen
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -30,14 +30,24 @@ OUTPUTS = {
     "anomaly/mask": Image,
     "anomaly/obstacles": AnomalyObstacleArray,
     "overlay": Image,
-    "status": DiagnosticArray,
+    "/diagnostics": DiagnosticArray,
 }
+DIAGNOSTICS = "/diagnostics"
+NODE_STATUS = "sleeg_anomaly: /cam/image"  # status name "<node name>: <input topic>" begins so
 RELIABLE = QoSProfile(depth=50, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
-def start_node(env: dict[str, str], *params: str, remap: str = "image:=/cam/image") -> Popen:
-    """The real node executable with config/anomaly.yaml and `-p name:=value` overrides."""
+def start_node(
+    env: dict[str, str],
+    *params: str,
+    remap: str = "image:=/cam/image",
+    params_file: Path | None = None,
+) -> Popen:
+    """The real node executable with config/anomaly.yaml (then `params_file`) and `-p name:=value`
+    overrides."""
     args = ["--ros-args", "--params-file", str(REPO / "config" / "anomaly.yaml"), "-r", remap]
+    if params_file is not None:
+        args += ["--params-file", str(params_file)]
     for p in params:
         args += ["-p", p]
     code = "import sys; from sleeg_ros.anomaly_node import main; sys.exit(main(sys.argv[1:]))"
@@ -54,9 +64,11 @@ def start_node(env: dict[str, str], *params: str, remap: str = "image:=/cam/imag
 class Probe:
     """Publisher of /cam/image(/compressed) and subscriber of every output, in its own context."""
 
-    def __init__(self, outputs: tuple[str, ...] = tuple(OUTPUTS)) -> None:
+    def __init__(
+        self, outputs: tuple[str, ...] = tuple(OUTPUTS), domain_id: int | None = None
+    ) -> None:
         self.context = Context()
-        rclpy.init(context=self.context)
+        rclpy.init(context=self.context, domain_id=domain_id)
         name = f"sleeg_test_probe_{next(_probe_ids)}"
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -130,17 +142,25 @@ class Probe:
         self.node.destroy_client(client)
         return [r.successful for r in future.result().results]
 
+    def statuses(self) -> list[DiagnosticStatus]:
+        """The node's statuses received on /diagnostics so far (other publishers' left out)."""
+        got = self.got[DIAGNOSTICS]
+        return [s for msg in got for s in msg.status if s.name.startswith(NODE_STATUS)]
+
     def latest_status(self) -> dict[str, str]:
         """The newest status values received so far (empty before the first)."""
-        if not self.got["status"]:
-            return {}
-        return {kv.key: kv.value for kv in self.got["status"][-1].status[0].values}
+        statuses = self.statuses()
+        return {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
+
+    def next_status(self, timeout: float = 30.0) -> DiagnosticStatus:
+        """The node's next status on /diagnostics (waits for it)."""
+        n = len(self.statuses())
+        assert self.wait_for(lambda: len(self.statuses()) > n, timeout), "no status published"
+        return self.statuses()[-1]
 
     def status(self) -> dict[str, str]:
-        """The latest status values (waits for one)."""
-        n = len(self.got["status"])
-        assert self.wait_for(lambda: len(self.got["status"]) > n, 30), "no status published"
-        return {kv.key: kv.value for kv in self.got["status"][-1].status[0].values}
+        """The next status values (waits for them)."""
+        return {kv.key: kv.value for kv in self.next_status().values}
 
     def close(self) -> None:
         self.executor.shutdown()

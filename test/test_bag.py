@@ -23,6 +23,7 @@ from test_node import node_params, stop
 
 from sleeg_core.bags import TYPESTORE, image_message, mcap_complete_end, output_typestore
 from sleeg_core.cli import main as sleeg
+from sleeg_core.image_msgs import BYTES_PER_PIXEL
 from sleeg_core.metrics import exact_metrics
 
 CLI = "import sys; from sleeg_core.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -244,7 +245,7 @@ def test_eval_with_a_started_node_reports_counts_latency_and_metrics(
     assert obstacles.__msgtype__ == "sleeg_ros/msg/AnomalyObstacleArray"
     assert obstacles.threshold == 0.0 and 0.0 <= obstacles.anomalous_fraction <= 1.0
     assert all(o.pixel_area > 0 for o in obstacles.obstacles)
-    assert msgs["/status"][0].status[0].name == "sleeg_anomaly"
+    assert msgs["/diagnostics"][0].status[0].name == "sleeg_anomaly: /cam/image_raw"
 
     # the metrics are those of the recorded scores against the bag's labels
     labels = {stamp(m): pixels(m) for m in read_bag(bag)["/cam/image_raw/labels"]}
@@ -265,7 +266,7 @@ def test_eval_attached_at_recorded_rate_skips_an_unsupported_frame(tmp_path, env
             t = START_S * 10**9 + i * 100_000_000  # 10 Hz
             msg = image_message(rng.integers(0, 256, (96, 160, 3), dtype=np.uint8), t, "c", False)
             if i == 2:
-                msg.encoding = "yuv422"
+                msg.encoding = "32FC1"  # a depth image on the camera topic
             writer.write(conn, t, TYPESTORE.serialize_cdr(msg, conn.msgtype))
     out = tmp_path / "eval"
     args = eval_args(folder, "/att/image", out, "--attach", "--namespace", "/att", "--rate", "2")
@@ -276,7 +277,7 @@ def test_eval_attached_at_recorded_rate_skips_an_unsupported_frame(tmp_path, env
     fr = report["frames"]
     assert (fr["read"], fr["skipped"], fr["sent"]) == (5, 1, 4)
     assert list(fr["skipped_reasons"]) == [
-        "unsupported encoding 'yuv422' (supported: rgb8, bgr8, mono8)"
+        f"unsupported encoding '32FC1' (supported: {', '.join(BYTES_PER_PIXEL)})"
     ]
     assert report["mode"] == "recorded rate x2" and report["metrics"] is None
     assert not report["node"]["started"] and report["node"]["pid"] is None

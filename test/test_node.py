@@ -139,7 +139,7 @@ def test_bad_frames_are_skipped_and_the_node_stays_up(running):
     huge = probe.image(np.zeros((8, 8, 3), np.uint8), (3, 4))
     huge.height, huge.width, huge.step = 100_000, 100_000, 300_000
     bad = [
-        (probe.image_pub, probe.image(FRAME, (3, 0), encoding="bgra8")),
+        (probe.image_pub, probe.image(FRAME, (3, 0), encoding="nv21")),  # unsupported
         (probe.image_pub, probe.image(np.zeros((0, 0, 3), np.uint8), (3, 1))),
         (probe.image_pub, probe.image(FRAME[:2, :2], (3, 2))),
         (probe.image_pub, short),

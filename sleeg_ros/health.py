@@ -1,0 +1,167 @@
+"""The anomaly node's health: windowed counters, percentiles and the diagnostic level.
+
+Pure Python (no rclpy): the node reports frame events and publishes `report()` on /diagnostics
+(frames received and dropped are the frame slot's counts). Time comes from an injected monotonic
+clock (seconds), so tests drive it with a fake one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Level(IntEnum):
+    """diagnostic_msgs/DiagnosticStatus levels."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Thresholds of the level decision."""
+
+    max_input_age_s: float  # ERROR when no frame arrived for this long (and before the first)
+    processing_budget_ms: float  # WARN when p95 processing time is above (0: no budget)
+    max_bad_frame_rate: float  # WARN when bad frames / frames taken is above this fraction
+    window_s: float  # rates, percentiles and the bad-frame rate cover this window
+
+
+@dataclass(frozen=True)
+class Timings:
+    """One processed frame's times (ms): inference, inference thread total, receipt → publish."""
+
+    inference_ms: float
+    processing_ms: float
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Health:
+    level: Level
+    message: str
+    values: dict[str, float | int]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The `q`-th percentile (0-100), linearly interpolated as numpy's default; NaN if empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+class HealthMonitor:
+    """Frame events in, `Health` out. Thread-safe: frames arrive on the executor thread and
+    results come from the inference thread."""
+
+    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._start = clock()
+        self._last_arrival: float | None = None
+        self._arrivals: deque[float] = deque()
+        self._processed: deque[float] = deque()
+        self._bad: deque[float] = deque()
+        self._timings: deque[tuple[float, Timings]] = deque()
+        self._totals = {"processed": 0, "bad_frames": 0}
+
+    def frame_arrived(self) -> None:
+        """A frame came in (whether or not it is processed later)."""
+        with self._lock:
+            now = self._clock()
+            self._last_arrival = now
+            self._arrivals.append(now)
+            self._trim(now)
+
+    def frame_processed(self, timings: Timings | None = None) -> None:
+        """A frame was processed; `timings` None when nothing was computed (no subscribers)."""
+        with self._lock:
+            now = self._clock()
+            self._processed.append(now)
+            if timings is not None:
+                self._timings.append((now, timings))
+            self._totals["processed"] += 1
+            self._trim(now)
+
+    def frame_bad(self) -> None:
+        """A frame could not be processed (malformed, too large, or it failed)."""
+        with self._lock:
+            now = self._clock()
+            self._bad.append(now)
+            self._totals["bad_frames"] += 1
+            self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        start = now - self.limits.window_s
+        for events in (self._arrivals, self._processed, self._bad):
+            while events and events[0] <= start:
+                events.popleft()
+        while self._timings and self._timings[0][0] <= start:
+            self._timings.popleft()
+
+    def report(self) -> Health:
+        """Level, message and values now: totals, window rates and percentiles."""
+        with self._lock:
+            now = self._clock()
+            self._trim(now)
+            span = min(self.limits.window_s, now - self._start)
+            taken = len(self._processed) + len(self._bad)
+            times = [t for _, t in self._timings]
+            values: dict[str, float | int] = {
+                **self._totals,
+                "fps_in": len(self._arrivals) / span if span > 0 else 0.0,
+                "fps_out": len(self._processed) / span if span > 0 else 0.0,
+                "bad_frame_rate": len(self._bad) / taken if taken else 0.0,
+                "input_age_s": math.nan if self._last_arrival is None else now - self._last_arrival,
+            }
+        for name in ("inference", "processing", "latency"):
+            ms = [getattr(t, f"{name}_ms") for t in times]
+            values[f"{name}_ms_p50"] = percentile(ms, 50)
+            values[f"{name}_ms_p95"] = percentile(ms, 95)
+        level, message = self._decide(values)
+        rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
+        return Health(level, message, rounded)
+
+    def _decide(self, values: dict[str, float | int]) -> tuple[Level, str]:
+        """The worst level of the limits crossed, and every crossing in words."""
+        lim = self.limits
+        problems: list[tuple[Level, str]] = []
+        age = values["input_age_s"]
+        if math.isnan(age):
+            problems.append((Level.ERROR, "no frame received yet"))
+        elif age > lim.max_input_age_s:
+            problems.append(
+                (Level.ERROR, f"no frame for {age:.1f} s (max_input_age_s {lim.max_input_age_s:g})")
+            )
+        if values["bad_frame_rate"] > lim.max_bad_frame_rate:
+            problems.append(
+                (
+                    Level.WARN,
+                    f"{values['bad_frame_rate']:.0%} bad frames over {lim.window_s:g} s "
+                    f"(max_bad_frame_rate {lim.max_bad_frame_rate:g})",
+                )
+            )
+        p95 = values["processing_ms_p95"]
+        if lim.processing_budget_ms > 0 and p95 > lim.processing_budget_ms:
+            problems.append(
+                (
+                    Level.WARN,
+                    f"processing p95 {p95:.0f} ms over {lim.window_s:g} s is above "
+                    f"processing_budget_ms {lim.processing_budget_ms:g}",
+                )
+            )
+        if not problems:
+            return Level.OK, "ok"
+        return max(level for level, _ in problems), "; ".join(text for _, text in problems)
