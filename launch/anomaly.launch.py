@@ -5,7 +5,8 @@ parameters file. Arguments left empty keep the parameters file's value (weights
 `enet_cityscapes`, head `enet_cityscapes_sleeg`: the known ENet weights and the shipped head;
 image_transport `raw`, resize_mode `pad`, no ignore_mask; roi_polygon only in the parameters
 file). `camera_topic` is the base topic, as with image_transport: the node reads
-it (`raw`) or `<camera_topic>/compressed` (`compressed`).
+it (`raw`) or `<camera_topic>/compressed` (`compressed`). `autostart:=false` starts the managed
+node in 'unconfigured' for a lifecycle manager (default true: it configures and activates itself).
 """
 
 from pathlib import Path
@@ -15,7 +16,9 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
+BOOLEANS = {"true": True, "false": False}
 OVERRIDES = (
+    "autostart",
     "weights",
     "head",
     "device",
@@ -32,6 +35,11 @@ def _node(context, *_args, **_kwargs):
     overrides = {k: arg[k] for k in OVERRIDES if arg[k] != ""}
     if "threshold" in overrides:
         overrides["threshold"] = float(overrides["threshold"])
+    if "autostart" in overrides:
+        value = overrides["autostart"].lower()
+        if value not in BOOLEANS:
+            raise ValueError(f"launch argument 'autostart': '{value}' is not true or false")
+        overrides["autostart"] = BOOLEANS[value]
     return [
         Node(
             package="sleeg_ros",
@@ -57,6 +65,12 @@ def generate_launch_description() -> LaunchDescription:
                 "CompressedImage on <camera_topic>/compressed with image_transport:=compressed",
             ),
             DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+            DeclareLaunchArgument(
+                "autostart",
+                default_value="",
+                description="true (the parameters file's default): configure and activate at "
+                "start-up | false: wait in 'unconfigured' for a lifecycle manager",
+            ),
             DeclareLaunchArgument(
                 "params_file", default_value=str(default_params), description="parameters YAML"
             ),

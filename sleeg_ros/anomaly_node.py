@@ -1,22 +1,29 @@
 """`anomaly_node` (node `sleeg_anomaly`): camera frames in, segmentation and anomaly maps out.
 
-A thin shell over sleeg_core: the subscription callback (one input, `image` or
-`<image>/compressed` by parameter `image_transport`) only drops the message into a latest-frame
-slot; one inference thread decodes, runs `AnomalySegmenter`, and publishes every output with the
+A managed (lifecycle) node and a thin shell over sleeg_core: configure loads the model and creates
+the output publishers, activate subscribes to the one input (`image` or `<image>/compressed` by
+parameter `image_transport`) and starts the inference thread, deactivate undoes that (and moves the
+model off the GPU), cleanup and shutdown release everything; `autostart` (default) runs configure
+and activate at start-up. The subscription callback only drops the message into a latest-frame
+slot; the inference thread decodes, runs `AnomalySegmenter`, and publishes every output with the
 input's header. Outputs nobody subscribes to are not computed. Health (sleeg_ros.health) goes to
-/diagnostics; every topic's QoS may be changed by `qos_overrides` parameters. SIGINT/SIGTERM stop
-the executor and join the inference thread before the node and its context go.
+/diagnostics in every state; every topic's QoS may be changed by `qos_overrides` parameters.
+SIGINT/SIGTERM run the shutdown transition (the inference thread joined) before the node and its
+context go.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -31,7 +38,12 @@ from rclpy.event_handler import (
 )
 from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import (
+    LifecycleNode,
+    LifecyclePublisher,
+    LifecycleState,
+    TransitionCallbackReturn,
+)
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSPolicyKind, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
@@ -70,6 +82,15 @@ OUTPUT_QOS = QoSProfile(depth=2, reliability=QoSReliabilityPolicy.RELIABLE)
 OVERRIDABLE = {k.name.lower() for k in QoSOverridingOptions.with_default_policies().policy_kinds}
 LOG_THROTTLE_S = 5.0
 SPIN_POLL_S = 0.1  # how long a stop request may wait for the executor
+OUTPUTS: dict[str, tuple[type, str]] = {  # output: message type, topic
+    "segmentation": (Image, "segmentation"),
+    "color": (Image, "segmentation/color"),
+    "score": (Image, "anomaly/score"),
+    "mask": (Image, "anomaly/mask"),
+    "obstacles": (AnomalyObstacleArray, "anomaly/obstacles"),
+    "overlay": (Image, "overlay"),
+}
+SUCCESS = TransitionCallbackReturn.SUCCESS
 
 
 class StartupError(Exception):
@@ -82,12 +103,124 @@ class Frame:
     received: float  # time.monotonic() at arrival
 
 
-class AnomalyNode(Node):
+class AnomalyNode(LifecycleNode):
+    """The managed node: see the module docstring for what each transition does."""
+
     def __init__(self) -> None:
         super().__init__("sleeg_anomaly")
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, p.descriptor())
-        self.transport = self.param("image_transport")
+        self.transport: str = self.param("image_transport")  # checked by configure
+        self.input_kind, self.input_topic = self._input()
+        self.limits = Limits(
+            max_input_age_s=self.param("max_input_age_s"),
+            processing_budget_ms=self.param("processing_budget_ms"),
+            max_bad_frame_rate=self.param("max_bad_frame_rate"),
+            window_s=self.param("health_window_s"),
+        )
+        self.status_name = f"{self.get_name()}: {self.input_topic}"
+        self.hardware_id = self.param("hardware_id") or self.input_topic
+        self.state = "unconfigured"  # the lifecycle state, as each transition leaves it
+        self.failure: str | None = None  # the last failed transition, until one succeeds
+        self.last_level: Level | None = None
+        # configured (configure → cleanup): the model and the output publishers
+        self.model: AnomalySegmenter | None = None
+        self.head_file: HeadFile | None = None
+        self.device: torch.device | None = None
+        self.offloaded = False  # deactivate moved the model off its CUDA device
+        self.threshold = math.nan
+        self.judged: JudgedArea | None = None
+        self.pubs: dict[str, LifecyclePublisher] = {}
+        # active (activate → deactivate): the input, the inference thread and its counters
+        self.subscription: Subscription | None = None
+        self.worker: threading.Thread | None = None
+        self.stopping = threading.Event()
+        self.slot: LatestFrameSlot[Frame] = LatestFrameSlot()
+        self.health = HealthMonitor(self.limits)
+        self.last_stamp_ns: int | None = None  # header stamp of the newest frame
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.diagnostics_pub = self._publisher(DiagnosticArray, "/diagnostics", managed=False)
+        self.create_timer(self.param("status_period_s"), self._publish_status)
+
+    def _input(self) -> tuple[type, str]:
+        """The input's message type and resolved topic by image_transport (unknown: raw's)."""
+        topic = self.resolve_topic_name("image")
+        if self.transport == "compressed":
+            return CompressedImage, self._compressed_topic(topic)
+        return Image, topic
+
+    def _compressed_topic(self, image_topic: str) -> str:
+        """`image/compressed` as remapped, else `<image topic>/compressed` (image_transport's
+        convention), so remapping `image` alone moves both inputs."""
+        compressed = self.resolve_topic_name("image/compressed")
+        unmapped = self.resolve_topic_name("image/compressed", only_expand=True)
+        return compressed if compressed != unmapped else f"{image_topic}/compressed"
+
+    def param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Check the start-up parameters, load the model (weights, head, device, compile) and
+        create the output publishers, disabled until activate."""
+        return self._transition("configure", self._configure, "inactive", self._cleanup)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Outputs on, then the input subscription and the inference thread."""
+        return self._transition(
+            "activate", lambda: self._activate(state), "active", lambda: self._deactivate(state)
+        )
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Input off, inference thread joined, outputs off, the model off the GPU."""
+        return self._transition("deactivate", lambda: self._deactivate(state), "inactive")
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """The model and the output publishers released."""
+        return self._transition("cleanup", self._cleanup, "unconfigured")
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Everything released, from any state."""
+        return self._transition("shutdown", lambda: self._release(state), "finalized")
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """After a transition raised: everything released, back to unconfigured."""
+        self._release(state)
+        self.state = "unconfigured"
+        return SUCCESS
+
+    def _transition(
+        self,
+        name: str,
+        work: Callable[[], None],
+        goal: str,
+        undo: Callable[[], None] | None = None,
+    ) -> TransitionCallbackReturn:
+        """Run a transition's `work`: SUCCESS into state `goal`; else it is logged, `undo` runs
+        and the result is FAILURE for a StartupError (the message names the parameter), ERROR
+        for anything else (rclpy then calls on_error)."""
+        try:
+            work()
+        except Exception as err:
+            known = isinstance(err, StartupError)
+            self.failure = f"{name} failed: " + (
+                str(err) if known else f"{err.__class__.__name__}: {err}"
+            )
+            self.get_logger().error(self.failure)
+            if undo is not None:
+                undo()
+            return TransitionCallbackReturn.FAILURE if known else TransitionCallbackReturn.ERROR
+        self.state, self.failure = goal, None
+        self.get_logger().info(f"{name}: now {goal}")
+        return SUCCESS
+
+    def finish(self) -> None:
+        """The shutdown transition, unless finalized already: the inference thread is joined and
+        everything released before the node and its context go."""
+        if self.state != "finalized":
+            self.trigger_shutdown()
+
+    def _configure(self) -> None:
         if self.transport not in IMAGE_TRANSPORTS:
             raise StartupError(
                 f"parameter 'image_transport': '{self.transport}' is not one of "
@@ -109,66 +242,83 @@ class AnomalyNode(Node):
         self.max_pixels = self.param("max_input_pixels")
         self.threshold = self._threshold_from(self.param("threshold"))
         self._compile(self.param("compile_mode"))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        self.pubs = {
-            "segmentation": self._publisher(Image, "segmentation"),
-            "color": self._publisher(Image, "segmentation/color"),
-            "score": self._publisher(Image, "anomaly/score"),
-            "mask": self._publisher(Image, "anomaly/mask"),
-            "obstacles": self._publisher(AnomalyObstacleArray, "anomaly/obstacles"),
-            "overlay": self._publisher(Image, "overlay"),
-        }
-        self.diagnostics_pub = self._publisher(DiagnosticArray, "/diagnostics")
-        qos = qos_profile_sensor_data
-        if self.param("reliable_input"):
-            qos = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE)
-        self.slot: LatestFrameSlot[Frame] = LatestFrameSlot()
-        kind, input_topic = Image, self.resolve_topic_name("image")
-        if self.transport == "compressed":
-            kind, input_topic = CompressedImage, self._compressed_topic(input_topic)
-        self.health = HealthMonitor(
-            Limits(
-                max_input_age_s=self.param("max_input_age_s"),
-                processing_budget_ms=self.param("processing_budget_ms"),
-                max_bad_frame_rate=self.param("max_bad_frame_rate"),
-                window_s=self.param("health_window_s"),
-            )
-        )
-        self.status_name = f"{self.get_name()}: {input_topic}"
-        self.hardware_id = self.param("hardware_id") or input_topic
-        self.last_stamp_ns: int | None = None  # header stamp of the newest frame
-        self.last_level: Level | None = None
-        self._subscription(kind, input_topic, qos)
-        self.create_timer(self.param("status_period_s"), self._publish_status)
-        self.worker = threading.Thread(target=self._run, name="sleeg-inference", daemon=True)
-        self.stopping = threading.Event()
-        self.worker.start()
+        for name, (kind, topic) in OUTPUTS.items():
+            self.pubs[name] = self._publisher(kind, topic, managed=True)
         self.get_logger().info(
             f"ready: {self.model.segmentor.info.name} on {self.device}, score '{self.score_name}', "
             f"threshold {self.threshold:.4g}, inference size {self.size or 'native'}, "
-            f"input {self.transport} on {input_topic}"
+            f"input {self.transport} on {self.input_topic}"
         )
 
-    def _compressed_topic(self, image_topic: str) -> str:
-        """`image/compressed` as remapped, else `<image topic>/compressed` (image_transport's
-        convention), so remapping `image` alone moves both inputs."""
-        compressed = self.resolve_topic_name("image/compressed")
-        unmapped = self.resolve_topic_name("image/compressed", only_expand=True)
-        return compressed if compressed != unmapped else f"{image_topic}/compressed"
+    def _activate(self, state: LifecycleState) -> None:
+        if self.offloaded:  # deactivated on CUDA: back to the device (and compiled again)
+            self.model.to(self.device)
+            self.offloaded = False
+            if self.param("compile_mode"):
+                self._warm_up(self.param("compile_mode"))
+        super().on_activate(state)  # the output publishers publish from now on
+        self.slot, self.health = LatestFrameSlot(), HealthMonitor(self.limits)  # counts restart
+        self.last_stamp_ns = None
+        qos = qos_profile_sensor_data
+        if self.param("reliable_input"):
+            qos = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE)
+        self.subscription = self._subscription(self.input_kind, self.input_topic, qos)
+        self.stopping = threading.Event()
+        self.worker = threading.Thread(target=self._run, name="sleeg-inference", daemon=True)
+        self.worker.start()
 
-    def param(self, name: str):
-        return self.get_parameter(name).value
+    def _deactivate(self, state: LifecycleState) -> None:
+        """Stop what activate started (whatever part of it exists); on CUDA the model moves to
+        the CPU and the compiled graphs and PyTorch's cached blocks are freed."""
+        if self.subscription is not None:
+            self.destroy_subscription(self.subscription)
+            self.subscription = None
+        if self.worker is not None:  # it finishes its frame: nothing publishes after this
+            self.stopping.set()
+            self.slot.close()
+            self.worker.join()
+            self.worker = None
+        super().on_deactivate(state)  # the output publishers stop publishing
+        if self.device is not None and self.device.type == "cuda" and not self.offloaded:
+            self.model.to("cpu")
+            self.offloaded = True
+            self._free_device_memory()
+
+    def _cleanup(self) -> None:
+        """Release what configure acquired (whatever part of it exists)."""
+        for pub in self.pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self.pubs = {}
+        self.model = self.head_file = None
+        self.judged = None
+        self._free_device_memory()
+        self.device, self.offloaded = None, False
+
+    def _release(self, state: LifecycleState) -> None:
+        """Everything, from any state."""
+        self._deactivate(state)
+        self._cleanup()
+
+    def _free_device_memory(self) -> None:
+        """Drop the compiled graphs (and their CUDA graph pools) and, on CUDA, PyTorch's cached
+        blocks that no tensor uses any more."""
+        if self.param("compile_mode"):
+            torch.compiler.reset()
+        if self.device is not None and self.device.type == "cuda":
+            gc.collect()
+            torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ QoS
-    def _publisher(self, kind: type, topic: str) -> Publisher:
-        """A reliable publisher; `qos_overrides.<topic>.publisher.*` may change its QoS."""
+    def _publisher(self, kind: type, topic: str, managed: bool) -> Publisher:
+        """A reliable publisher, `managed` (a lifecycle publisher: publishes only while active)
+        or not; `qos_overrides.<topic>.publisher.*` may change its QoS."""
         name = self.resolve_topic_name(topic)
         events = PublisherEventCallbacks(
             incompatible_qos=lambda info: self._incompatible_qos(info, name, pub, "publisher")
         )
+        create = self.create_lifecycle_publisher if managed else self.create_publisher
         try:
-            pub = self.create_publisher(
+            pub = create(
                 kind,
                 topic,
                 copy.copy(OUTPUT_QOS),  # overrides change the profile in place
@@ -179,7 +329,7 @@ class AnomalyNode(Node):
             raise StartupError(f"parameter 'qos_overrides.{name}.publisher': {err}") from err
         return pub
 
-    def _subscription(self, kind: type, topic: str, qos: QoSProfile) -> None:
+    def _subscription(self, kind: type, topic: str, qos: QoSProfile) -> Subscription:
         """The input subscription; `qos_overrides.<topic>.subscription.*` may change its QoS."""
         events = SubscriptionEventCallbacks(
             incompatible_qos=lambda info: self._incompatible_qos(info, topic, sub, "subscription")
@@ -195,6 +345,7 @@ class AnomalyNode(Node):
             )
         except (RuntimeError, ParameterException) as err:
             raise StartupError(f"parameter 'qos_overrides.{topic}.subscription': {err}") from err
+        return sub
 
     def _incompatible_qos(
         self,
@@ -286,14 +437,18 @@ class AnomalyNode(Node):
         return mode, JudgedArea(roi, ignore, self.size, mode)
 
     def _compile(self, mode: str) -> None:
-        """torch.compile the networks and, for a fixed inference size, compile now (a frame of
-        zeros) so that the first camera frame is not held up and failures stop the start-up."""
+        """torch.compile the networks (compile_mode) and compile them now (`_warm_up`)."""
         if not mode:
             return
         try:
             self.model.compile_networks(mode)
         except SleegError as err:
             raise StartupError(f"parameter 'compile_mode': {err}") from err
+        self._warm_up(mode)
+
+    def _warm_up(self, mode: str) -> None:
+        """For a fixed inference size, compile now (a frame of zeros) so that the first camera
+        frame is not held up and failures stop the transition; else on each size's first frame."""
         if self.size is None:
             self.get_logger().info(
                 f"compile_mode '{mode}': compiling on the first frame of each size"
@@ -335,40 +490,50 @@ class AnomalyNode(Node):
         self.last_stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
     def _publish_status(self) -> None:
-        """The health on /diagnostics; a level change is logged, every status at DEBUG."""
-        health = self.health.report()
+        """The status on /diagnostics, in every lifecycle state: while active the health of the
+        input and the inference; else WARN naming the state, or ERROR naming the last failed
+        transition. A level change is logged, every status at DEBUG."""
         now = self.get_clock().now()
-        stamp_ns = self.last_stamp_ns
-        age = math.nan if stamp_ns is None else round((now.nanoseconds - stamp_ns) / 1e9, 3)
-        values = {
-            "frames_in": self.slot.received,
-            **health.values,
-            "dropped": self.slot.dropped,
-            "frame_age_s": age,  # now − the newest frame's header stamp
-            "threshold": self.threshold,
-        }
-        if self.device.type == "cuda":
+        values: dict[str, Any] = {"lifecycle_state": self.state}
+        if self.state == "active":
+            health = self.health.report()
+            level, message = health.level, health.message
+            stamp_ns = self.last_stamp_ns
+            age = math.nan if stamp_ns is None else round((now.nanoseconds - stamp_ns) / 1e9, 3)
+            values |= {
+                "frames_in": self.slot.received,
+                **health.values,
+                "dropped": self.slot.dropped,
+                "frame_age_s": age,  # now − the newest frame's header stamp
+            }
+        elif self.failure is not None:
+            level, message = Level.ERROR, self.failure
+        else:
+            level, message = Level.WARN, self.state
+        if self.model is not None:
+            values["threshold"] = self.threshold
+        if self.device is not None and self.device.type == "cuda":
             values["gpu_memory_mb"] = round(torch.cuda.memory_allocated(self.device) / 2**20, 1)
             values["gpu_memory_reserved_mb"] = round(
                 torch.cuda.memory_reserved(self.device) / 2**20, 1
             )
         status = DiagnosticStatus(
-            level=bytes([health.level]),
+            level=bytes([level]),
             name=self.status_name,
-            message=health.message,
+            message=message,
             hardware_id=self.hardware_id,
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
         )
         self.diagnostics_pub.publish(
             DiagnosticArray(header=Header(stamp=now.to_msg()), status=[status])
         )
-        if health.level != self.last_level:  # one call site per severity (rclpy's rule)
-            change = f"/diagnostics {health.level.name}: {health.message}"
-            if health.level == Level.OK:
+        if level != self.last_level:  # one call site per severity (rclpy's rule)
+            change = f"/diagnostics {level.name}: {message}"
+            if level == Level.OK:
                 self.get_logger().info(change)
             else:
                 self.get_logger().warning(change)
-            self.last_level = health.level
+            self.last_level = level
         self.get_logger().debug(" ".join(f"{k}={v}" for k, v in values.items()))
 
     # ------------------------------------------------------------------ inference thread
@@ -471,17 +636,12 @@ class AnomalyNode(Node):
             overlay = score_overlay(rgb, score, lo, hi, threshold)
             self.pubs["overlay"].publish(array_to_image(overlay, header, "rgb8"))
 
-    def stop(self) -> None:
-        """Stop the inference thread and wait for its frame: nothing publishes after this."""
-        self.stopping.set()
-        self.slot.close()
-        self.worker.join()
-
 
 class StopRequest:
     """SIGINT/SIGTERM handler in place of rclpy's, which invalidates the context at once, under
-    a publishing inference thread: during start-up a signal aborts it (KeyboardInterrupt); once
-    the node runs it only asks the spin loop to end, and `main` takes things down in order."""
+    a publishing inference thread: while the model loads at autostart a signal aborts it
+    (KeyboardInterrupt); once the node spins (or activates) it only asks the spin loop to end
+    (after a transition in progress), and `main` takes things down in order."""
 
     def __init__(self) -> None:
         self.running = False
@@ -497,21 +657,30 @@ def main(args: list[str] | None = None) -> int:
     stop = StopRequest()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
+    log = rclpy.logging.get_logger("sleeg_anomaly")
     try:
         with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
             try:
                 node = AnomalyNode()
             except StartupError as err:
-                rclpy.logging.get_logger("sleeg_anomaly").fatal(str(err))
+                log.fatal(str(err))
+                return 1
+            autostart = node.param("autostart")
+            if autostart and node.trigger_configure() != SUCCESS:
+                log.fatal(f"autostart: {node.failure}; exiting")
+                node.destroy_node()
                 return 1
             executor = SingleThreadedExecutor()
             executor.add_node(node)
             stop.running = True
             try:
+                if autostart and node.trigger_activate() != SUCCESS:
+                    log.fatal(f"autostart: {node.failure}; exiting")
+                    return 1
                 while not stop.requested:
                     executor.spin_once(timeout_sec=SPIN_POLL_S)
             finally:
-                node.stop()  # the inference thread first, then the executor, node and context
+                node.finish()  # the inference thread first, then the executor, node and context
                 executor.shutdown()
                 node.destroy_node()
     except KeyboardInterrupt:  # SIGINT/SIGTERM during start-up (the model was loading)

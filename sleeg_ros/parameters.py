@@ -1,7 +1,8 @@
 """The anomaly node's parameters: one table of names, defaults, descriptions and ranges.
 
 Defaults match config/anomaly.yaml. `runtime` parameters may change while the node runs (validated
-in the node's on-set callback); the others are read once at start-up.
+in the node's on-set callback); the others are read once: at construction (autostart, input topic,
+health, /diagnostics QoS), by configure (model, geometry, outputs' QoS) or by activate (input QoS).
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ IMAGE_TRANSPORTS = ("raw", "compressed")
 
 PARAMS: tuple[Param, ...] = (
     Param(
+        "autostart",
+        True,
+        "configure and activate at start-up (a start-up error exits); false: wait in "
+        "'unconfigured' for a lifecycle manager",
+    ),
+    Param(
         "segmentor",
         "",
         "segmentor name from the sleeg_core registry (enet, espnet, ...); empty: the head "
@@ -72,7 +79,7 @@ PARAMS: tuple[Param, ...] = (
         "compile_mode",
         "",
         "torch.compile the networks: '' (off) | default | reduce-overhead (+ CUDA graphs) | "
-        "max-autotune; compiled at start-up for the inference size",
+        "max-autotune; compiled by configure for the inference size",
     ),
     Param("cpu_threads", 0, "PyTorch CPU threads (0: its default)", int_range=(0, 256)),
     Param(

@@ -12,6 +12,8 @@ from subprocess import PIPE, STDOUT, Popen
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -131,16 +133,34 @@ class Probe:
         msg.data = np.ascontiguousarray(rgb).tobytes()
         return msg
 
+    def call(self, kind: type, service: str, request, timeout: float = 10.0):
+        """Call `service` (waiting for it) and return the response."""
+        client = self.node.create_client(kind, service)
+        try:
+            assert self.wait_for(client.service_is_ready, timeout), f"no service {service}"
+            future = client.call_async(request)
+            assert self.wait_for(future.done, timeout), f"no answer from {service}"
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
     def set_parameters(self, **values) -> list[bool]:
-        client = self.node.create_client(SetParameters, "/sleeg_anomaly/set_parameters")
-        assert client.wait_for_service(timeout_sec=10)
         request = SetParameters.Request(
             parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
         )
-        future = client.call_async(request)
-        assert self.wait_for(future.done, 10)
-        self.node.destroy_client(client)
-        return [r.successful for r in future.result().results]
+        response = self.call(SetParameters, "/sleeg_anomaly/set_parameters", request)
+        return [r.successful for r in response.results]
+
+    def change_state(self, transition: str, timeout: float = 60.0) -> bool:
+        """Ask the node for a lifecycle transition by label (configure, activate, deactivate,
+        cleanup, shutdown); whether it succeeded."""
+        request = ChangeState.Request(transition=Transition(label=transition))
+        return self.call(ChangeState, "/sleeg_anomaly/change_state", request, timeout).success
+
+    def lifecycle_state(self, timeout: float = 10.0) -> str:
+        """The node's lifecycle state label (unconfigured, inactive, active, finalized)."""
+        response = self.call(GetState, "/sleeg_anomaly/get_state", GetState.Request(), timeout)
+        return response.current_state.label
 
     def statuses(self) -> list[DiagnosticStatus]:
         """The node's statuses received on /diagnostics so far (other publishers' left out)."""

@@ -46,6 +46,13 @@ def running(ros_env, tiny_model):
         stop(proc)
 
 
+def test_autostart_makes_the_node_active(running):
+    """The default autostart: configured and active with no lifecycle manager."""
+    _, probe = running
+    assert probe.lifecycle_state() == "active"
+    assert probe.status()["lifecycle_state"] == "active"
+
+
 def test_every_output_arrives_with_the_input_header(running):
     _, probe = running
     probe.got.clear()
