@@ -1,0 +1,45 @@
+"""The heads shipped in models/: each loads by name with its known weights, and on a real
+labelled set it scores anomalies better than its segmentor's entropy (metrics: models/README.md)."""
+
+import json
+import math
+
+import pytest
+from conftest import shared_path
+
+from sleeg_core.cli import main as sleeg
+from sleeg_core.headfile import HeadFile
+from sleeg_core.models import resolve_head, shipped_heads
+
+# shipped head → (its known weights, segmentor)
+SHIPPED = {"enet_cityscapes_sleeg": ("enet_cityscapes", "enet")}
+
+
+@pytest.fixture(autouse=True)
+def no_override(monkeypatch, tmp_path):
+    monkeypatch.delenv("SLEEG_MODELS", raising=False)  # the checkout's models/ folder
+    monkeypatch.setenv("SLEEG_CACHE", str(tmp_path / "cache"))
+
+
+def test_every_expected_head_is_shipped_and_records_its_training():
+    assert set(SHIPPED) <= set(shipped_heads())
+    for name, (_, segmentor) in SHIPPED.items():
+        head = HeadFile.load(resolve_head(name))
+        assert head.segmentor == segmentor
+        assert math.isfinite(head.threshold)  # calibrated
+        assert head.train_config["data"]["sources"][0]["path"].endswith("cityscapes_train/images")
+        assert resolve_head(name).stat().st_size < 1_000_000  # a small file
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_head_beats_entropy_on_roadanomaly21(name, tmp_path):
+    known, _ = SHIPPED[name]
+    shared_path("weights", known)  # skips with the reason when ../shared is absent
+    data = shared_path("anomaly", "smiyc_roadanomaly21_val")
+    out = tmp_path / "eval"
+    argv = ["eval", "--weights", known, "--head", name, "--dataset", f"ra21={data}"]
+    argv += ["--scores", "entropy,sleeg", "--size", "256x512", "--examples", "0", "--out", str(out)]
+    assert sleeg(argv) == 0
+    scores = json.loads((out / "results.json").read_text())["datasets"]["ra21"]["scores"]
+    assert scores["sleeg"]["ap"] > scores["entropy"]["ap"] + 0.1
+    assert scores["sleeg"]["fpr95"] < scores["entropy"]["fpr95"] - 0.2
