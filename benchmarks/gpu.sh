@@ -1,35 +1,149 @@
 #!/usr/bin/env bash
-# The GPU figures of benchmarks/README.md in one go, on a machine with CUDA and `scripts/setup`
-# done (or sleeg_core importable): model (eager and CUDA graphs, fp32/fp16), node over DDS
-# (fp32/fp16) and training phases, after the accuracy benchmark's GPU profile (its head is used).
-#   benchmarks/gpu.sh OUT_DIR [DATA_ROOT]
-# On the project's lent GPU machines (device tool): PyTorch, OpenCV, matplotlib and TensorBoard
-# are installed there, rclpy and rosbags are not (the node benchmark is skipped unless they are
-# carried as wheels), and ../shared does not travel: copy ../shared/data (66 MiB: weights 3,
-# driving 8, anomaly 55) into a git-ignored folder of the checkout, within the 64 MiB a call may
-# carry (e.g. without road_anomaly/, 22 MiB, for a model/training-only call), and pass it as
-# DATA_ROOT.
+# The GPU check in one call of at most 10 minutes on a lent H200 (the device tool), or on any
+# machine with CUDA and PyTorch: the CUDA tests, the half-precision drift, model speed (ENet + head,
+# eager and CUDA graphs, fp32 and fp16, batch 1 and 4, 1024×512 and 2048×1024), the training
+# phases (config/train_enet_gpu.yaml) and the accuracy protocol's GPU-profile training. Each step
+# has its own timeout; the results are at most 8 files in OUT_DIR.
+#
+#   benchmarks/gpu.sh prepare DATA_DIR [HEAD]   here: fill DATA_DIR with what has to travel
+#   benchmarks/gpu.sh OUT_DIR DATA_DIR          there: run the steps
+#
+# What travels: the lent machine has PyTorch, torchvision, OpenCV, onnxruntime, PyYAML, pytest and
+# TensorBoard, not rclpy or rosbags (no step needs them; the node benchmark, node_speed.py, needs
+# ROS) and not ../shared; a call carries at most 64 MiB. `prepare` copies from ../shared/data
+# ($SLEEG_SHARED/data) into DATA_DIR, ~43 MiB:
+#   weights/enet_cityscapes/enet.pth   1.6 MB, the frozen ENet
+#   cityscapes_train/images/           every 5th frame in sorted order: the GPU profile's 529 frames
+#                                      (~32 MB; accuracy.py runs with --train-every 1 on them)
+#   driving/                           8.3 MB: half-drift and training-phase frames
+#   head.pt                            HEAD, a trained ENet head with a calibrated threshold (e.g.
+#                                      the CPU profile's from benchmarks/accuracy.py): model speed
+#                                      uses its configuration (without: a default head), the drift
+#                                      its threshold (without: the drift step is skipped)
+# With the device tool, DATA_DIR under the git-ignored out/:
+#   source scripts/env.sh; benchmarks/gpu.sh prepare out/gpu_data /tmp/acc/head.pt   (here)
+#   run(command="benchmarks/gpu.sh $OUT out/gpu_data", carry=["out/gpu_data"], timeout_s=600)
+#
+# STEPS picks steps (default "tests drift speed train accuracy"), e.g. STEPS=accuracy for a rerun.
+# The whole run stops after BUDGET_S seconds (default 570, inside the tool's 600 s): at most
+# tests 200 s, drift 90 s, speed 260 s (8 compiles; its JSON keeps the rows done), train 90 s;
+# the accuracy training, last, gets what is left (its head and metrics come back even when it
+# runs out of time) and is skipped with under 120 s: for the whole GPU profile give it a call of
+# its own (STEPS=accuracy BUDGET_S=590). Files in OUT_DIR: summary.json (GPU, per step exit
+# code / seconds / timed out, and the headline figures), log.txt (every step's output), tests.xml
+# (JUnit), half_drift.json, model_speed.json, train_speed.json, acc_head.pt and acc_metrics.csv
+# (of the accuracy training, whose checkpoints and TensorBoard files stay behind: 8 files come
+# back). Exit status 1 when a step failed or timed out.
 set -euo pipefail
-out=${1:?usage: benchmarks/gpu.sh OUT_DIR [DATA_ROOT]}
-root=${2:-${SLEEG_SHARED:-../shared}/data}
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-42} PYTHONUNBUFFERED=1
-mkdir -p "$out"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-python benchmarks/accuracy.py --data-root "$root" --profile gpu --out "$out/accuracy" \
-    | tee "$out/accuracy.txt"
-python benchmarks/model_speed.py --data-root "$root" --compile reduce-overhead \
-    --head "$out/accuracy/head.pt" \
-    --out "$out/model_speed.json" | tee "$out/model_speed.txt"
-python benchmarks/train_speed.py --data-root "$root" --config config/train_enet_gpu.yaml \
-    --out "$out/train_speed.json" | tee "$out/train_speed.txt"
-python benchmarks/train_speed.py --data-root "$root" --config config/train_enet_gpu.yaml \
-    --set segmentor.compile_mode=default \
-    --out "$out/train_speed_compiled.json" | tee "$out/train_speed_compiled.txt"
-if python -c "import rclpy" 2>/dev/null; then
-    python benchmarks/node_speed.py --data-root "$root" --device cuda \
-        --head "$out/accuracy/head.pt" --out "$out/node_fp32"
-    python benchmarks/node_speed.py --data-root "$root" --device cuda --half \
-        --head "$out/accuracy/head.pt" --out "$out/node_fp16"
-else
-    echo "rclpy not importable: node benchmark skipped" | tee "$out/node_skipped.txt"
+py=${PYTHON:-python3}
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+if [[ ${1:-} == prepare ]]; then
+    data=${2:?usage: benchmarks/gpu.sh prepare DATA_DIR [HEAD]}
+    shared=${SLEEG_SHARED:-$repo/../shared}/data
+    mkdir -p "$data/weights/enet_cityscapes" "$data/cityscapes_train/images" "$data/driving"
+    cp "$shared/weights/enet_cityscapes/enet.pth" "$data/weights/enet_cityscapes/"
+    cp "$shared"/driving/* "$data/driving/"
+    # every 5th frame as accuracy.py's "every: 5" picks them (sleeg_core.images.list_images order)
+    "$py" -c 'import shutil, sys
+from sleeg_core.images import list_images
+for path in list_images(sys.argv[1])[::5]:
+    shutil.copy(path, sys.argv[2])' \
+        "$shared/cityscapes_train/images" "$data/cityscapes_train/images"
+    if [[ -n ${3:-} ]]; then cp "$3" "$data/head.pt"; fi
+    du -sh "$data"
+    exit 0
 fi
+
+mkdir -p "${1:?usage: benchmarks/gpu.sh OUT_DIR DATA_DIR (or: prepare DATA_DIR [HEAD])}"
+out=$(cd "$1" && pwd)
+data=$(cd "${2:?usage: benchmarks/gpu.sh OUT_DIR DATA_DIR}" && pwd)
+cd "$repo"
+steps=" ${STEPS:-tests drift speed train accuracy} "
+deadline=$((SECONDS + ${BUDGET_S:-570}))
+work=$(mktemp -d)  # what must not come back (accuracy's checkpoints, TensorBoard, ...)
+trap 'rm -rf "$work"' EXIT
+: >"$work/steps.tsv"
+log=$out/log.txt
+: >"$log"
+head_args=()
+if [[ -f $data/head.pt ]]; then head_args=(--head "$data/head.pt"); fi
+
+# step NAME SECONDS COMMAND...: run it (if in STEPS) under `timeout`, capped by the deadline
+step() {
+    local name=$1 limit=$2 rc=0 start=$SECONDS
+    shift 2
+    [[ $steps == *" $name "* ]] || return 0
+    limit=$((limit < deadline - SECONDS ? limit : deadline - SECONDS))
+    if ((limit < ${MIN_S:-30})); then
+        echo "=== $name: skipped, ${limit}s left of the budget" | tee -a "$log"
+        printf '%s\tskipped\t0\t%s\n' "$name" "$limit" >>"$work/steps.tsv"
+        return 0
+    fi
+    echo "=== $name (timeout ${limit}s): $*" | tee -a "$log"
+    timeout --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$log" || rc=${PIPESTATUS[0]}
+    echo "=== $name: exit $rc after $((SECONDS - start))s" | tee -a "$log"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - start))" "$limit" >>"$work/steps.tsv"
+}
+
+compile_test=test_compiled_model_matches_eager_and_keeps_each_calls_outputs
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
+    >"$work/gpu.txt" 2>/dev/null || true
+# the CUDA variants (CUDA graphs fp32/fp16, fp16 conversion, GPU rendering, pinned memory) and the
+# inference tests around them; the CPU compile case is CI's
+step tests 200 "$py" -m pytest -q -rs -p no:cacheprovider --junitxml="$out/tests.xml" \
+    --deselect "test/test_compile.py::${compile_test}[cpu-default-fp32]" \
+    test/test_compile.py test/test_inference.py test/test_tta.py \
+    test/test_metrics.py::test_streaming_valid_mask_and_device \
+    test/test_patches.py::test_renders_on_the_gpu_like_on_the_cpu \
+    test/test_segmentors_enet_espnet.py::test_to_batch_on_cuda_goes_through_pinned_memory
+if [[ -f $data/head.pt ]]; then
+    step drift 90 "$py" benchmarks/half_drift.py --data-root "$data" --head "$data/head.pt" \
+        --device cuda --out "$out/half_drift.json"
+elif [[ $steps == *" drift "* ]]; then
+    printf 'drift\tskipped\t0\t0\n' >>"$work/steps.tsv"
+    echo "=== drift: skipped, no $data/head.pt (see prepare)" | tee -a "$log"
+fi
+MIN_S=60 step speed 260 "$py" benchmarks/model_speed.py --data-root "$data" --segmentors enet \
+    --device cuda --batches 1,4 --compile reduce-overhead --repeat 20 "${head_args[@]}" \
+    --out "$out/model_speed.json"
+step train 90 "$py" benchmarks/train_speed.py --data-root "$data" \
+    --config config/train_enet_gpu.yaml --out "$out/train_speed.json"
+MIN_S=120 step accuracy 600 "$py" benchmarks/accuracy.py --segmentor enet --profile gpu \
+    --train-only --train-every 1 --data-root "$data" --out "$work/acc_enet"
+for f in head.pt metrics.csv; do
+    if [[ -f $work/acc_enet/$f ]]; then cp "$work/acc_enet/$f" "$out/acc_$f"; fi
+done
+
+"$py" - "$out" "$work" <<'EOF' | tee -a "$log"
+import json, sys, xml.etree.ElementTree as ET
+from pathlib import Path
+
+out, work = Path(sys.argv[1]), Path(sys.argv[2])
+gpu = work / "gpu.txt"
+summary = {"gpu": gpu.read_text().strip() if gpu.exists() else None, "steps": {}}
+for line in (work / "steps.tsv").read_text().splitlines():
+    name, rc, seconds, limit = line.split("\t")
+    summary["steps"][name] = {
+        "exit": rc,
+        "seconds": int(seconds),
+        "timeout_s": int(limit),
+        "timed_out": rc in ("124", "137"),
+    }
+if (out / "tests.xml").exists():
+    suite = ET.parse(out / "tests.xml").getroot().find("testsuite")
+    summary["tests"] = {k: int(suite.get(k)) for k in ("tests", "failures", "errors", "skipped")}
+if (out / "half_drift.json").exists():
+    summary["half_drift"] = json.loads((out / "half_drift.json").read_text())["summary"]
+if (out / "model_speed.json").exists():
+    summary["model_speed_ms"] = {
+        f"{r['size']} b{r['batch']} {r['device']}": round(r["full_ms"], 3)
+        for r in json.loads((out / "model_speed.json").read_text())["rows"]
+    }
+if (out / "train_speed.json").exists():
+    summary["train_speed"] = json.loads((out / "train_speed.json").read_text())
+(out / "summary.json").write_text(json.dumps(summary, indent=2))
+print(json.dumps(summary, indent=2))
+sys.exit(any(s["exit"] not in ("0", "skipped") for s in summary["steps"].values()))
+EOF

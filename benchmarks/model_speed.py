@@ -1,12 +1,16 @@
 """Forward time of each segmentor, of the OoD head, and of segmentor + head + scores.
 
-Batch 1, at 1024×512 and 2048×1024, on the CPU and (when present) CUDA in fp32 and fp16, eager
-and, with --compile MODE, also torch.compile'd (compile time reported apart). Real checkpoints
-from --data-root are used where they exist (ENet, ESPNet); the torchvision models run with random
-weights (same cost). The head's cost is reported as a ratio of its segmentor's, both measured in
-the same run.
+At 1024×512 and 2048×1024 (--sizes), batch 1 (--batches), on the CPU and (when present) CUDA in
+fp32 and fp16 (`AnomalySegmenter.convert_networks`: fp16 weights, float32 scores), eager and,
+with --compile MODE, also torch.compile'd (segmentor + head + score + train ids as one function;
+compile time reported apart). Real checkpoints from --data-root are used where they exist (ENet,
+ESPNet); the torchvision models run with random weights (same cost). The head's cost is reported
+as a ratio of its segmentor's, both measured eagerly in the same run (a compiled call is one
+graph: its rows have the full time only).
 
     python benchmarks/model_speed.py --data-root ../shared/data --out /tmp/model_speed.json
+    python benchmarks/model_speed.py --segmentors enet --device cuda --batches 1,4 \
+        --compile reduce-overhead --head head.pt --out /tmp/model_speed.json
 """
 
 from __future__ import annotations
@@ -56,54 +60,42 @@ def timed(fn, device: torch.device, repeat: int, warmup: int = 2) -> float:
 def measure(
     name: str,
     weights: Path | None,
-    size: tuple[int, int],
+    shape: tuple[int, int, int],
     device: torch.device,
     half: bool,
     repeat: int,
     head_file: HeadFile | None,
     compile_mode: str | None = None,
 ) -> dict[str, float]:
+    """Times (ms) of one configuration; `shape` is (batch, height, width)."""
     if head_file is not None and head_file.segmentor == name:
-        segmentor = build_segmentor(name, weights, **head_file.segmentor_options).to(device)
-        head = head_file.build_head().to(device)
+        segmentor = build_segmentor(name, weights, **head_file.segmentor_options)
+        head = head_file.build_head()
     else:
-        segmentor = build_segmentor(name, weights).to(device)
-        head = OoDHead(segmentor.info.feature_channels).to(device).eval()
-    model = AnomalySegmenter(segmentor, head, lam=head_file.lam if head_file else 0.5).eval()
-    images = torch.randint(0, 256, (1, 3, *size), dtype=torch.uint8, device=device)
-    autocast = torch.autocast(device.type, dtype=torch.float16, enabled=half)
-    compile_s = math.nan
+        segmentor = build_segmentor(name, weights)
+        head = OoDHead(segmentor.info.feature_channels).eval()
+    lam = head_file.lam if head_file else 0.5
+    model = AnomalySegmenter(segmentor, head, lam=lam).to(device).eval()
+    if half:
+        model.convert_networks(torch.float16)
+    batch, height, width = shape
+    images = torch.randint(0, 256, (batch, 3, height, width), dtype=torch.uint8, device=device)
+    times = dict.fromkeys(("compile_s", "segmentor_ms", "head_ms"), math.nan)
     if compile_mode:
+        torch.compiler.reset()  # a fresh cache for each configuration (and no recompile limit)
         start = time.perf_counter()
         model.compile_networks(compile_mode)
-        with autocast:
-            model(images, scores=("sleeg",))  # compiles the segmentor and the head
-        compile_s = time.perf_counter() - start
-    features = segmentor(images).features
-
-    def seg():
-        with autocast:
-            segmentor(images)
-
-    def head_only():
-        with torch.no_grad(), autocast:
-            head(features)
-
-    def full():
-        with autocast:
-            model(images, scores=("sleeg",))
-
-    seg_ms = timed(seg, device, repeat)
-    head_ms = timed(head_only, device, repeat)
-    full_ms = timed(full, device, repeat)
-    return {
-        "compile_s": compile_s,
-        "segmentor_ms": seg_ms,
-        "head_ms": head_ms,
-        "full_ms": full_ms,
-        "head_over_segmentor": head_ms / seg_ms,
-        "full_over_segmentor": full_ms / seg_ms,
-    }
+        model(images, scores=("sleeg",))  # compiles
+        times["compile_s"] = time.perf_counter() - start
+    else:
+        features = segmentor(images).features
+        times["segmentor_ms"] = timed(lambda: segmentor(images), device, repeat)
+        with torch.no_grad():
+            times["head_ms"] = timed(lambda: head(features), device, repeat)
+    times["full_ms"] = timed(lambda: model(images, scores=("sleeg",)), device, repeat)
+    times["head_over_segmentor"] = times["head_ms"] / times["segmentor_ms"]
+    times["images_per_s"] = 1e3 * batch / times["full_ms"]
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         default="enet,espnet,lraspp_mobilenet_v3_large,fcn_resnet50,deeplabv3_resnet50",
     )
     parser.add_argument("--sizes", default="1024x512,2048x1024")
+    parser.add_argument("--batches", default="1", help="batch sizes, e.g. 1,4")
+    parser.add_argument(
+        "--device",
+        choices=("all", "cpu", "cuda"),
+        default="all",
+        help="all: the CPU, and CUDA (fp32 and fp16) when present",
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
         "--head",
@@ -134,45 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     head_file = HeadFile.load(args.head) if args.head else None
     torch.set_flush_denormal(True)
-    devices = [("cpu", False)]
-    if torch.cuda.is_available():
+    devices = [("cpu", False)] if args.device in ("all", "cpu") else []
+    if args.device == "cuda" or (args.device == "all" and torch.cuda.is_available()):
         devices += [("cuda", False), ("cuda", True)]
     modes = [None, args.compile] if args.compile else [None]
-    rows = []
-    print(
-        f"{'segmentor':28} {'size':>9} {'device':>20} {'seg ms':>8} {'head ms':>8} "
-        f"{'full ms':>8} {'head/seg':>8}"
-    )
-    for name in args.segmentors.split(","):
-        rel = REAL_WEIGHTS.get(name)
-        weights = args.data_root / rel if rel and (args.data_root / rel).is_file() else None
-        for size_name in args.sizes.split(","):
-            for (dev, half), mode in itertools.product(devices, modes):
-                r = measure(
-                    name,
-                    weights,
-                    SIZES[size_name],
-                    torch.device(dev),
-                    half,
-                    args.repeat,
-                    head_file,
-                    mode,
-                )
-                label = f"{dev}{'-fp16' if half else ''}{f'-{mode}' if mode else ''}"
-                rows.append(
-                    {
-                        "segmentor": name,
-                        "size": size_name,
-                        "device": label,
-                        "real_weights": weights is not None,
-                        **r,
-                    }
-                )
-                print(
-                    f"{name:28} {size_name:>9} {label:>20} {r['segmentor_ms']:8.1f} "
-                    f"{r['head_ms']:8.1f} {r['full_ms']:8.1f} {r['head_over_segmentor']:8.3f}",
-                    flush=True,
-                )
+    batches = [int(b) for b in args.batches.split(",")]
     meta = {
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
@@ -180,8 +145,39 @@ def main(argv: list[str] | None = None) -> int:
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "head": str(args.head) if args.head else f"default width {DEFAULT_WIDTH}",
     }
-    if args.out:
-        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    rows = []
+    print(
+        f"{'segmentor':28} {'size':>9} {'batch':>5} {'device':>25} {'seg ms':>8} "
+        f"{'head ms':>8} {'full ms':>8} {'img/s':>8} {'compile s':>9}"
+    )
+    for name in args.segmentors.split(","):
+        rel = REAL_WEIGHTS.get(name)
+        weights = args.data_root / rel if rel and (args.data_root / rel).is_file() else None
+        for size_name, batch in itertools.product(args.sizes.split(","), batches):
+            for (dev, half), mode in itertools.product(devices, modes):
+                shape = (batch, *SIZES[size_name])
+                r = measure(
+                    name, weights, shape, torch.device(dev), half, args.repeat, head_file, mode
+                )
+                label = f"{dev}{'-fp16' if half else ''}{f'-{mode}' if mode else ''}"
+                rows.append(
+                    {
+                        "segmentor": name,
+                        "size": size_name,
+                        "batch": batch,
+                        "device": label,
+                        "real_weights": weights is not None,
+                        **r,
+                    }
+                )
+                print(
+                    f"{name:28} {size_name:>9} {batch:5d} {label:>25} {r['segmentor_ms']:8.2f} "
+                    f"{r['head_ms']:8.2f} {r['full_ms']:8.2f} {r['images_per_s']:8.1f} "
+                    f"{r['compile_s']:9.1f}",
+                    flush=True,
+                )
+                if args.out:  # after every row: a run stopped by a timeout keeps what it has
+                    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     return 0
 
 

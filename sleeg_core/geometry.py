@@ -17,6 +17,7 @@ outside the ignore mask; anomalies are only reported there.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,9 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 
 class JudgedArea:
     """Which frame pixels are judged: inside the network's view (crop mode cuts the sides off),
-    inside the ROI polygon, outside the ignore mask. One map per frame size, computed once."""
+    inside the ROI polygon, outside the ignore mask. The maps of the `cached` most recently used
+    frame sizes are kept (a camera sends one size; a stream of ever-new sizes must not grow
+    memory without bound: up to H×W bytes per size)."""
 
     def __init__(
         self,
@@ -182,15 +185,22 @@ class JudgedArea:
         ignore: np.ndarray | None = None,
         size: tuple[int, int] | None = None,
         mode: str = "stretch",
+        cached: int = 4,
     ) -> None:
         self.roi, self.ignore, self.size, self.mode = list(roi), ignore, size, mode
-        self._maps: dict[tuple[int, int], np.ndarray | None] = {}
+        self.cached = cached
+        self._maps: OrderedDict[tuple[int, int], np.ndarray | None] = OrderedDict()
 
     def mask(self, height: int, width: int) -> np.ndarray | None:
         """H×W bool, True where judged; None when every pixel is."""
-        if (height, width) not in self._maps:
-            self._maps[height, width] = self._compute(height, width)
-        return self._maps[height, width]
+        key = (height, width)
+        if key in self._maps:
+            self._maps.move_to_end(key)
+        else:
+            self._maps[key] = self._compute(height, width)
+            while len(self._maps) > self.cached:
+                self._maps.popitem(last=False)
+        return self._maps[key]
 
     def _compute(self, height: int, width: int) -> np.ndarray | None:
         judged = np.ones((height, width), dtype=bool)

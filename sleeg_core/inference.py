@@ -6,7 +6,9 @@ identically. Higher score = more anomalous.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -20,11 +22,18 @@ from sleeg_core.head import OoDHead
 from sleeg_core.headfile import HeadFile
 from sleeg_core.models import pick_segmentor, resolve_head
 from sleeg_core.segmentors import Segmentor, build_segmentor
-from sleeg_core.segmentors.base import IMAGENET_MEAN, upsample_to_input
+from sleeg_core.segmentors.base import (
+    CUDA_GRAPH_MODES,
+    IMAGENET_MEAN,
+    check_compile_mode,
+    upsample_to_input,
+)
 from sleeg_core.weights import resolve as resolve_weights
 
 TTA_MODES = ("none", "flip")  # test-time augmentation of AnomalySegmenter's scores
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # padding: zero once normalised
+# AnomalySegmenter._compute's (train ids, scores by name, logits) at the network's input size
+Outputs = tuple[torch.Tensor | None, dict[str, torch.Tensor], torch.Tensor | None]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -73,6 +82,8 @@ class AnomalySegmenter(nn.Module):
         self.lam = lam
         self.sml_stats = sml_stats
         self.tta = tta
+        self._compiled: Callable[..., Outputs] | None = None  # set by compile_networks
+        self._compile_mode = ""
 
     @property
     def tta(self) -> str:
@@ -93,13 +104,31 @@ class AnomalySegmenter(nn.Module):
         return cls(segmentor, head_file.build_head(), lam=head_file.lam)
 
     def compile_networks(self, mode: str = "default") -> AnomalySegmenter:
-        """`torch.compile` the segmentor's networks and the head in place (static shapes: each new
-        input size compiles again, so use it with a fixed inference size). Compilation happens
-        on the first forward of each size; on 2 CPU threads ENet + head at 1024×512 then runs
-        1.3× faster after ~20 s of compiling (benchmarks/README.md)."""
-        self.segmentor.compile_networks(mode)
+        """`torch.compile` segmentor, head, scores and train ids as one function (`_compute`:
+        all of `forward` but the resizing to and from a frame's size), for static shapes: each
+        new network input size or set of outputs asked for compiles again on its first call, so
+        use it with a fixed inference size (~20 s of compiling for ENet + head on 2 CPU threads,
+        benchmarks/README.md). In a CUDA-graph mode (CUDA_GRAPH_MODES) that part of a call is
+        one graph replay and its outputs are cloned, since the next replay overwrites the
+        graph's memory. SleegError for a mode not in COMPILE_MODES."""
+        check_compile_mode(mode)
+        # unbound: a deep copy of the model runs (and compiles) its own copy, not this one
+        self._compiled = torch.compile(
+            type(self)._compute, mode=mode, dynamic=False, fullgraph=True
+        )
+        self._compile_mode = mode
+        return self
+
+    def convert_networks(self, dtype: torch.dtype) -> AnomalySegmenter:
+        """Run the segmentor's networks and the head in `dtype` (torch.float16: half precision on
+        CUDA; the node and benchmarks leave the CPU in float32), once, before `compile_networks`:
+        their weights are converted in place and each network casts its floating-point input to
+        `dtype` (inputs stay channels-last). The class logits and the head output are cast back
+        to float32 before any score, so scores and train ids are float32 as ever."""
+        for net in self.segmentor.networks():
+            net.to(dtype).register_forward_pre_hook(partial(_cast_inputs, dtype=dtype))
         if self.head is not None:
-            self.head.compile(mode=mode, dynamic=False)
+            self.head.to(dtype)
         return self
 
     def available_scores(self) -> list[str]:
@@ -132,23 +161,7 @@ class AnomalySegmenter(nn.Module):
         if size is not None and tuple(size) != in_hw:
             fit = fit_frame(in_hw, tuple(size), resize_mode)
             x = to_input(images, fit, PAD_RGB)
-        flip = self.tta == "flip" and bool(scores)  # the mirror only changes scores
-        out = self.segmentor(torch.cat([x, x.flip(-1)]) if flip else x)
-        h = None
-        if self.head is not None and any(n in HEAD_SCORES for n in scores):
-            stride = self.segmentor.info.feature_stride
-            h = upsample_to_input(self.head(out.features).float(), x.shape[-2:], stride)
-        params = {n: self._params(n, x.device) for n in scores}
-        logits = None  # full-resolution logits only for the scores (or caller) that read them
-        if keep_logits or any(needs_logits(n, **params[n]) for n in scores):
-            logits = out.logits.float()
-        maps = {n: compute_score(n, logits, h, **params[n]) for n in scores}
-        ids = out.train_ids() if train_ids else None
-        if flip:  # first half: the images; second half: their mirrors, flipped back
-            b = x.shape[0]
-            maps = {n: (m[:b] + m[b:].flip(-1)) / 2 for n, m in maps.items()}
-            ids = ids[:b] if ids is not None else None
-            logits = logits[:b] if logits is not None else None
+        ids, maps, logits = self._run(x, tuple(scores), keep_logits, train_ids)
         if fit is not None:
             maps = {
                 n: to_frame(m[:, None], fit)[:, 0]  # outside a crop: the lowest score
@@ -156,11 +169,55 @@ class AnomalySegmenter(nn.Module):
             }
             if ids is not None:
                 ids = to_frame(ids[:, None], fit, IGNORE_ID, "nearest-exact")[:, 0]
-            if keep_logits:
+            if logits is not None:
                 logits = to_frame(logits, fit, 0.0)
-        if not keep_logits:
-            logits = None
         return Prediction(ids, maps, logits)
+
+    def _run(
+        self, x: torch.Tensor, scores: tuple[str, ...], keep_logits: bool, train_ids: bool
+    ) -> Outputs:
+        """`_compute`, compiled once `compile_networks` was called."""
+        if self._compiled is None:
+            return self._compute(x, scores, keep_logits, train_ids)
+        ids, maps, logits = self._compiled(self, x, scores, keep_logits, train_ids)
+        if self._compile_mode in CUDA_GRAPH_MODES:  # the next replay overwrites them
+            ids, logits = (t.clone() if t is not None else None for t in (ids, logits))
+            maps = {n: m.clone() for n, m in maps.items()}
+        return ids, maps, logits
+
+    def _compute(
+        self, x: torch.Tensor, scores: tuple[str, ...], keep_logits: bool, train_ids: bool
+    ) -> Outputs:
+        """(train ids, scores, logits if kept) of network inputs `x`: the part of `forward` that
+        `compile_networks` compiles (all of it but the resizing to and from the frame's size)."""
+        flip = self.tta == "flip" and bool(scores)  # the mirror only changes scores
+        out = self.segmentor(torch.cat([x, x.flip(-1)]) if flip else x)
+        out.coarse_logits = out.coarse_logits.float()  # whatever dtype the networks run in
+        h = None
+        if self.head is not None and any(n in HEAD_SCORES for n in scores):
+            stride = self.segmentor.info.feature_stride
+            h = upsample_to_input(self.head(out.features).float(), x.shape[-2:], stride)
+        params = {n: self._params(n, x.device) for n in scores}
+        logits = None  # full-resolution logits only for the scores (or caller) that read them
+        if keep_logits or any(needs_logits(n, **params[n]) for n in scores):
+            logits = out.logits
+        maps = {n: compute_score(n, logits, h, **params[n]) for n in scores}
+        ids = out.train_ids() if train_ids else None
+        if flip:  # first half: the images; second half: their mirrors, flipped back
+            b = x.shape[0]
+            maps = {n: (m[:b] + m[b:].flip(-1)) / 2 for n, m in maps.items()}
+            ids = ids[:b] if ids is not None else None
+            logits = logits[:b] if logits is not None else None
+        return ids, maps, logits if keep_logits else None
+
+
+def _cast_inputs(
+    module: nn.Module, args: tuple[object, ...], dtype: torch.dtype
+) -> tuple[object, ...]:
+    """Forward pre-hook: the module's floating-point tensor arguments in `dtype`."""
+    return tuple(
+        a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args
+    )
 
 
 def load_segmenter(

@@ -235,7 +235,8 @@ class AnomalyNode(LifecycleNode):
             raise StartupError(f"parameter 'tta': {err}") from err
         self.score_name = self.param("score")
         self.device = next(self.model.parameters()).device
-        self.half = self.param("half_precision") and self.device.type == "cuda"
+        if self.param("half_precision") and self.device.type == "cuda":  # ignored on the CPU
+            self.model.convert_networks(torch.float16)
         w, h = self.param("inference_width"), self.param("inference_height")
         self.size = (h, w) if w > 0 and h > 0 else None
         self.resize_mode, self.judged = self._geometry()
@@ -437,7 +438,7 @@ class AnomalyNode(LifecycleNode):
         return mode, JudgedArea(roi, ignore, self.size, mode)
 
     def _compile(self, mode: str) -> None:
-        """torch.compile the networks (compile_mode) and compile them now (`_warm_up`)."""
+        """torch.compile the model (compile_mode) and compile it now (`_warm_up`)."""
         if not mode:
             return
         try:
@@ -457,8 +458,7 @@ class AnomalyNode(LifecycleNode):
         start = time.perf_counter()
         zeros = torch.zeros(1, 3, *self.size, dtype=torch.uint8, device=self.device)
         try:
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
-                self.model(zeros, scores=(self.score_name,))
+            self.model(zeros, scores=(self.score_name,))
         except Exception as err:
             raise StartupError(
                 f"parameter 'compile_mode': compiling '{mode}' failed: "
@@ -574,14 +574,13 @@ class AnomalyNode(LifecycleNode):
             rgb = image_to_rgb(msg, self.max_pixels)
         images = to_batch(rgb, self.device)
         t1 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
-            pred = self.model(
-                images,
-                scores=(self.score_name,) if need_score else (),
-                size=self.size,
-                train_ids=need_ids,
-                resize_mode=self.resize_mode,
-            )
+        pred = self.model(
+            images,
+            scores=(self.score_name,) if need_score else (),
+            size=self.size,
+            train_ids=need_ids,
+            resize_mode=self.resize_mode,
+        )
         train_ids = pred.train_ids[0].cpu().numpy() if need_ids else None
         score = pred.scores[self.score_name][0].cpu().numpy() if need_score else None
         t2 = time.perf_counter()

@@ -73,13 +73,17 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("score", "sleeg", "sleeg (needs a head) | msp | maxlogit | entropy | energy"),
     Param("device", "auto", "auto | cpu | cuda | cuda:N"),
-    Param("half_precision", False, "fp16 inference on CUDA (ignored on CPU)"),
+    Param(
+        "half_precision",
+        False,
+        "fp16 networks on CUDA (weights converted by configure; scores stay fp32); ignored on CPU",
+    ),
     Param("tta", "none", "none | flip: average the score with the mirrored frame's (2x compute)"),
     Param(
         "compile_mode",
         "",
-        "torch.compile the networks: '' (off) | default | reduce-overhead (+ CUDA graphs) | "
-        "max-autotune; compiled by configure for the inference size",
+        "torch.compile segmentor + head + score as one: '' (off) | default | reduce-overhead "
+        "(+ CUDA graphs) | max-autotune; compiled by configure for the inference size",
     ),
     Param("cpu_threads", 0, "PyTorch CPU threads (0: its default)", int_range=(0, 256)),
     Param(

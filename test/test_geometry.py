@@ -182,6 +182,19 @@ def test_judged_area_combines_crop_window_roi_and_ignore_mask():
     np.testing.assert_array_equal(judged, expect)
 
 
+def test_judged_area_keeps_the_maps_of_few_frame_sizes():
+    """A stream of ever-new frame sizes (a bad publisher) must not grow memory without bound
+    (benchmarks/node_soak.py found it: ~500 MB per 10k frames with an ROI)."""
+    area = JudgedArea(parse_roi_polygon([0, 0.5, 1, 0.5, 1, 1, 0, 1]), size=SIZE, cached=3)
+    for width in range(16, 216):
+        assert area.mask(64, width)[32:].all() and not area.mask(64, width)[:32].any()
+    assert len(area._maps) == 3
+    recent = area.mask(64, 214)
+    area.mask(64, 999)
+    assert area.mask(64, 214) is recent  # the most recently used stay
+    assert area.mask(64, 213) is not None
+
+
 def test_restrict_score_sets_unjudged_pixels_to_the_lowest_judged_score():
     score = np.arange(12, dtype=np.float32).reshape(3, 4)
     judged = np.zeros((3, 4), dtype=bool)

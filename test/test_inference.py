@@ -1,5 +1,7 @@
 """AnomalySegmenter: the one inference path (scores, train ids, resizing, what is computed)."""
 
+import copy
+
 import pytest
 import torch
 
@@ -55,3 +57,21 @@ def test_available_scores_and_bad_compile_mode(model):
     assert "sleeg" not in AnomalySegmenter(model.segmentor).available_scores()
     with pytest.raises(SleegError, match="unknown compile mode 'fast'"):
         model.compile_networks("fast")
+
+
+def test_networks_converted_to_a_lower_precision_still_give_float32_scores(model):
+    """`convert_networks` as half precision runs on CUDA, here in bfloat16 on the CPU: weights
+    converted, scores and logits computed in float32 and close to the float32 model's."""
+    low = copy.deepcopy(model).convert_networks(torch.bfloat16)
+    assert {p.dtype for p in low.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # a copy was converted
+    x, scores = images(), ("sleeg", "entropy", "energy")
+    got = low(x, scores=scores, size=(32, 48), keep_logits=True)
+    want = model(x, scores=scores, size=(32, 48), keep_logits=True)
+    for name in scores:
+        assert got.scores[name].dtype == torch.float32 and torch.isfinite(got.scores[name]).all()
+        # bfloat16 keeps 8 significant bits; float16 (CUDA) 11
+        torch.testing.assert_close(got.scores[name], want.scores[name], rtol=1e-2, atol=1e-2)
+    assert got.logits.dtype == torch.float32
+    torch.testing.assert_close(got.logits, want.logits, rtol=0, atol=1e-2)
+    assert got.train_ids.dtype == torch.uint8 and got.train_ids.shape == want.train_ids.shape

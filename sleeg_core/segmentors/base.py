@@ -8,8 +8,7 @@ called on a parent module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +19,10 @@ from sleeg_core.cityscapes import CITYSCAPES_CLASSES as CITYSCAPES_CLASSES
 from sleeg_core.cityscapes import CITYSCAPES_PALETTE as CITYSCAPES_PALETTE
 from sleeg_core.errors import SleegError
 
-# torch.compile modes; "reduce-overhead" also captures CUDA graphs on CUDA (fixed input sizes)
+# torch.compile modes; "reduce-overhead" and "max-autotune" also capture CUDA graphs on CUDA
+# (fixed input sizes): a graph's outputs live in memory that its next replay overwrites
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,18 +59,26 @@ class SegmentorOutput:
     coarse_logits: torch.Tensor
     input_hw: tuple[int, int]
     upsampled_hw: tuple[int, int]
+    # `logits` once computed; not functools.cached_property, whose lock (Python 3.11)
+    # torch.compile cannot trace
+    _logits: torch.Tensor | None = field(default=None, init=False, repr=False)
 
-    @cached_property
+    @property
     def logits(self) -> torch.Tensor:
         """B×K×H×W logits at input size."""
-        coarse, (h, w) = self.coarse_logits, self.input_hw
-        if tuple(coarse.shape[-2:]) != self.upsampled_hw:
-            coarse = F.interpolate(coarse, size=self.upsampled_hw, mode="bilinear")
-        return coarse[..., :h, :w]
+        if self._logits is None:
+            coarse, (h, w) = self.coarse_logits, self.input_hw
+            if tuple(coarse.shape[-2:]) != self.upsampled_hw:
+                coarse = F.interpolate(coarse, size=self.upsampled_hw, mode="bilinear")
+            self._logits = coarse[..., :h, :w]
+        return self._logits
 
     def train_ids(self) -> torch.Tensor:
-        """B×H×W uint8 argmax of `logits` (see `upsampled_argmax`)."""
-        if "logits" in self.__dict__:  # already computed
+        """B×H×W uint8 argmax of `logits`: of the logits themselves when they are computed
+        already or inside `torch.compile` (which fuses the resizing into the argmax, while the
+        data-dependent indexing of `upsampled_argmax` would split the graph), else by
+        `upsampled_argmax`."""
+        if self._logits is not None or torch.compiler.is_compiling():
             return self.logits.max(1).indices.to(torch.uint8)  # = argmax, ~3× faster on CPU
         return upsampled_argmax(self.coarse_logits, self.upsampled_hw, self.input_hw)
 
@@ -158,15 +167,19 @@ class Segmentor(nn.Module):
         return [self.net]
 
     def compile_networks(self, mode: str = "default") -> Segmentor:
-        """`torch.compile` the networks in place, for static shapes: each new input size compiles
-        again on its first forward. SleegError for a mode not in COMPILE_MODES."""
-        if mode not in COMPILE_MODES:
-            raise SleegError(
-                f"unknown compile mode '{mode}'; choose one of {', '.join(COMPILE_MODES)}"
-            )
+        """`torch.compile` the networks in place for static shapes (each new input size compiles
+        again on its first forward), e.g. for training; inference compiles segmentor, head and
+        scores as one (`AnomalySegmenter.compile_networks`). SleegError for a bad mode."""
+        check_compile_mode(mode)
         for part in self.networks():
             part.compile(mode=mode, dynamic=False)
         return self
+
+
+def check_compile_mode(mode: str) -> None:
+    """Raise SleegError unless `mode` is one of COMPILE_MODES."""
+    if mode not in COMPILE_MODES:
+        raise SleegError(f"unknown compile mode '{mode}'; choose one of {', '.join(COMPILE_MODES)}")
 
 
 def check_image_batch(images: torch.Tensor) -> None:

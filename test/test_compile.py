@@ -1,0 +1,67 @@
+"""`AnomalySegmenter.compile_networks`: segmentor + head + scores + train ids compiled as one
+function compute what the eager model does, and the outputs of a call outlive later calls (with
+CUDA graphs every replay writes into the same memory, so outputs must be copied out)."""
+
+import copy
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from sleeg_core.head import OoDHead
+from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.segmentors.enet import ENetSegmentor
+
+NO_CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA: CUDA graphs (reduce-overhead) are CUDA-only"
+)
+SCORES = ("sleeg", "entropy")
+TOL = {
+    torch.float32: {"rtol": 1e-4, "atol": 1e-4},
+    # compiled vs eager fp16 networks: the same fp16 weights, different fp16 roundings
+    torch.float16: {"rtol": 1e-2, "atol": 2e-2},
+}
+# share of equal train ids: a random ENet's classes are near ties, so roundings flip a few (the
+# compiled argmax is over the full logits, the eager one `upsampled_argmax`); bfloat16 on the
+# CPU, 3 bits coarser than float16, kept 97 %
+IDS_EQUAL = {torch.float32: 0.99, torch.float16: 0.95}
+
+
+def images(seed: int, device: str) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (1, 3, 45, 70), dtype=torch.uint8, generator=gen).to(device)
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize(
+    "device, mode, dtype",
+    [
+        pytest.param("cpu", "default", torch.float32, id="cpu-default-fp32"),
+        pytest.param(
+            "cuda", "reduce-overhead", torch.float32, marks=NO_CUDA, id="cuda-graphs-fp32"
+        ),
+        pytest.param(
+            "cuda", "reduce-overhead", torch.float16, marks=NO_CUDA, id="cuda-graphs-fp16"
+        ),
+    ],
+)
+def test_compiled_model_matches_eager_and_keeps_each_calls_outputs(device, mode, dtype):
+    torch.manual_seed(0)
+    segmentor = ENetSegmentor(weights=None, feature_layer="bottleneck4")
+    eager = AnomalySegmenter(segmentor, OoDHead(64, width=8), lam=0.5, tta="flip")
+    eager = eager.to(device).eval().convert_networks(dtype)
+    compiled = copy.deepcopy(eager).compile_networks(mode)
+    # resized to the network size (pad), flip TTA, logits kept: every part of the graph
+    kwargs = {"scores": SCORES, "size": (32, 48), "resize_mode": "pad", "keep_logits": True}
+    frames = [images(seed, device) for seed in range(3)]
+    # CUDA graphs: the 1st call warms up, the 2nd records, the 3rd replays over the 2nd's memory
+    counters.clear()
+    preds = [compiled(x, **kwargs) for x in frames]
+    assert counters["inductor"]["cudagraph_skips"] == 0  # (a CPU tensor in the graph would skip)
+    for x, got in zip(frames, preds, strict=True):  # each checked after every call has run
+        want = eager(x, **kwargs)
+        for name in SCORES:
+            assert got.scores[name].dtype == torch.float32
+            torch.testing.assert_close(got.scores[name], want.scores[name], **TOL[dtype])
+        torch.testing.assert_close(got.logits, want.logits, **TOL[dtype])
+        assert (got.train_ids == want.train_ids).float().mean() > IDS_EQUAL[dtype]
