@@ -18,7 +18,6 @@ import shutil
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,8 +32,7 @@ from sleeg_core.image_msgs import BadFrameError, compressed_to_rgb, image_to_rgb
 try:
     from rosbags.highlevel import AnyReader
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-    from rosbags.typesys.store import Typestore
+    from rosbags.typesys import Stores, get_typestore
 except ImportError as err:
     raise MissingPackageError(
         f"reading and writing rosbag2 files needs the 'rosbags' package ({err}): "
@@ -301,27 +299,6 @@ def bag_summary(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------- writing
-
-
-@cache
-def output_typestore() -> Typestore:
-    """The standard types plus sleeg_ros/msg/* registered from the .msg files (for recording)."""
-    store = get_typestore(Stores.LATEST)
-    types = {}
-    for file in sorted(msg_dir().glob("*.msg")):
-        types.update(get_types_from_msg(file.read_text(), f"sleeg_ros/msg/{file.stem}"))
-    store.register(types)
-    return store
-
-
-def msg_dir() -> Path:
-    """sleeg_ros's .msg files: the installed package share folder, else the source tree."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("sleeg_ros")) / "msg"
-    except (ImportError, KeyError):  # no ament index, or sleeg_ros not installed in it
-        return Path(__file__).resolve().parents[1] / "msg"
 
 
 def image_message(image: np.ndarray, stamp_ns: int, frame_id: str, compressed: bool) -> object:

@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,8 @@ from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
 from sensor_msgs.msg import CompressedImage, Image
 
 from sleeg_core.bags import (
@@ -44,7 +47,6 @@ from sleeg_core.bags import (
     BagHandle,
     decode_image,
     header_stamp,
-    output_typestore,
     topic_connections,
     with_stamp,
 )
@@ -619,3 +621,24 @@ class Replay:
             return
         last = frames[-1]  # the node always processes the newest frame it has
         self._wait(lambda: all(t in last.arrivals for t in expected), self.opt.frame_timeout)
+
+
+@cache
+def output_typestore() -> Typestore:
+    """The standard types plus sleeg_ros/msg/* registered from the .msg files (for recording)."""
+    store = get_typestore(Stores.LATEST)
+    types = {}
+    for file in sorted(msg_dir().glob("*.msg")):
+        types.update(get_types_from_msg(file.read_text(), f"sleeg_ros/msg/{file.stem}"))
+    store.register(types)
+    return store
+
+
+def msg_dir() -> Path:
+    """sleeg_ros's .msg files: the installed package share folder, else the source tree."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("sleeg_ros")) / "msg"
+    except (ImportError, KeyError):  # no ament index, or sleeg_ros not installed in it
+        return Path(__file__).resolve().parents[1] / "msg"
