@@ -63,6 +63,16 @@ def start_node(
     )
 
 
+def startup_failure(env: dict[str, str], *params: str) -> str:
+    """Start the node expecting it to stop at start-up: its output, once the exit code is 1 and
+    no traceback was printed."""
+    proc = start_node(env, *params)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out, out
+    return out
+
+
 class Probe:
     """Publisher of /cam/image(/compressed) and subscriber of every output, in its own context."""
 
