@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import shared_path
-from test_segmentors_enet_espnet import FRAME, _ground_truth, _pixel_accuracy
+from test_segmentors_enet_espnet import FRAME, _ground_truth, _images, _pixel_accuracy
 from test_train import make_frames
 from torch import nn
 
@@ -26,11 +26,6 @@ from sleeg_core.segmentors import build_segmentor, segmentor_names
 from sleeg_core.segmentors.base import upsample_to_input
 from sleeg_core.segmentors.dabnet import FEATURE_LAYERS, DABNet, DABNetSegmentor
 from sleeg_core.segmentors.enet import ENet
-
-
-def _images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=g)
 
 
 @pytest.fixture(scope="module")
