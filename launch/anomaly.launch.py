@@ -7,6 +7,11 @@ image_transport `raw`, resize_mode `pad`, no ignore_mask; roi_polygon only in th
 file). `camera_topic` is the base topic, as with image_transport: the node reads
 it (`raw`) or `<camera_topic>/compressed` (`compressed`). `autostart:=false` starts the managed
 node in 'unconfigured' for a lifecycle manager (default true: it configures and activates itself).
+
+Several cameras, one node and one model: `cameras:=front,left,right` (camera c reads `c/image`
+and publishes under `c/`), `camera_topics:=/front/image_raw,/left/image_raw,/right/image_raw`
+remaps each camera's input (in order); `camera_topic` is then not used. Per-camera parameters
+(`front.threshold`, `left.roi_polygon`, ...) go in the parameters file.
 """
 
 from pathlib import Path
@@ -15,6 +20,8 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
+
+from sleeg_ros.parameters import launch_cameras
 
 BOOLEANS = {"true": True, "false": False}
 OVERRIDES = (
@@ -31,8 +38,14 @@ OVERRIDES = (
 
 
 def _node(context, *_args, **_kwargs):
-    arg = {name: context.launch_configurations[name] for name in (*OVERRIDES, "camera_topic")}
+    names = (*OVERRIDES, "camera_topic", "cameras", "camera_topics")
+    arg = {name: context.launch_configurations[name] for name in names}
     overrides = {k: arg[k] for k in OVERRIDES if arg[k] != ""}
+    cameras, remappings = launch_cameras(arg["cameras"], arg["camera_topics"])
+    if cameras:
+        overrides["cameras"] = cameras
+    else:
+        remappings = [("image", arg["camera_topic"])]
     if "threshold" in overrides:
         overrides["threshold"] = float(overrides["threshold"])
     if "autostart" in overrides:
@@ -47,7 +60,7 @@ def _node(context, *_args, **_kwargs):
             name="sleeg_anomaly",
             namespace=context.launch_configurations["namespace"],
             parameters=[context.launch_configurations["params_file"], overrides],
-            remappings=[("image", arg["camera_topic"])],
+            remappings=remappings,
             output="screen",
             emulate_tty=True,
         )
@@ -63,6 +76,17 @@ def generate_launch_description() -> LaunchDescription:
                 default_value="/camera/image_raw",
                 description="input base topic (remapped to image): sensor_msgs/Image, or "
                 "CompressedImage on <camera_topic>/compressed with image_transport:=compressed",
+            ),
+            DeclareLaunchArgument(
+                "cameras",
+                default_value="",
+                description="several cameras in one node, e.g. front,left,right (camera c reads "
+                "c/image, publishes under c/); empty: one camera on camera_topic",
+            ),
+            DeclareLaunchArgument(
+                "camera_topics",
+                default_value="",
+                description="with cameras: each camera's input topic, in the same order",
             ),
             DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
             DeclareLaunchArgument(

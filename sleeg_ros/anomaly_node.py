@@ -1,13 +1,20 @@
 """`anomaly_node` (node `sleeg_anomaly`): camera frames in, segmentation and anomaly maps out.
 
 A managed (lifecycle) node and a thin shell over sleeg_core: configure loads the model and creates
-the output publishers, activate subscribes to the one input (`image` or `<image>/compressed` by
+the output publishers, activate subscribes to the inputs (`image` or `<image>/compressed` by
 parameter `image_transport`) and starts the inference thread, deactivate undoes that (and moves the
 model off the GPU), cleanup and shutdown release everything; `autostart` (default) runs configure
-and activate at start-up. The subscription callback only drops the message into a latest-frame
-slot; the inference thread decodes, runs `AnomalySegmenter`, and publishes every output with the
-input's header. Outputs nobody subscribes to are not computed. Health (sleeg_ros.health) goes to
-/diagnostics in every state; every topic's QoS may be changed by `qos_overrides` parameters.
+and activate at start-up.
+
+One node serves one camera (default: `image` in, outputs unprefixed) or the N cameras named by
+parameter `cameras` with one model: camera c reads `c/image` and publishes `c/anomaly/score` etc.,
+with its own `c.*` parameters (threshold, image_transport, ignore_mask, roi_polygon). A
+subscription callback only drops the message into its camera's latest-frame slot; each round the
+inference thread takes the newest frame of every camera that has one, decodes them, runs
+`AnomalySegmenter` once per group of equal frame sizes (one batch), and publishes every output
+with its input's header. Outputs nobody subscribes to are not computed. Health (sleeg_ros.health,
+one status per camera) goes to /diagnostics in every state; every topic's QoS may be changed by
+`qos_overrides` parameters.
 SIGINT/SIGTERM run the shutdown transition (the inference thread joined) before the node and its
 context go.
 """
@@ -17,11 +24,12 @@ from __future__ import annotations
 import copy
 import gc
 import math
+import re
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -73,10 +81,10 @@ from sleeg_core.visualize import score_overlay, score_range
 from sleeg_core.weights import KNOWN_WEIGHTS
 from sleeg_core.weights import resolve as resolve_weights
 from sleeg_ros.conversions import array_to_image
-from sleeg_ros.frame_slot import LatestFrameSlot
+from sleeg_ros.frame_slot import LatestFrames
 from sleeg_ros.health import HealthMonitor, Level, Limits, Timings
 from sleeg_ros.msg import AnomalyObstacle, AnomalyObstacleArray
-from sleeg_ros.parameters import IMAGE_TRANSPORTS, PARAMS
+from sleeg_ros.parameters import CAMERA_PARAMS, IMAGE_TRANSPORTS, PARAMS
 
 OUTPUT_QOS = QoSProfile(depth=2, reliability=QoSReliabilityPolicy.RELIABLE)
 OVERRIDABLE = {k.name.lower() for k in QoSOverridingOptions.with_default_policies().policy_kinds}
@@ -91,6 +99,7 @@ OUTPUTS: dict[str, tuple[type, str]] = {  # output: message type, topic
     "overlay": (Image, "overlay"),
 }
 SUCCESS = TransitionCallbackReturn.SUCCESS
+CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # one ROS name token
 
 
 class StartupError(Exception):
@@ -103,6 +112,55 @@ class Frame:
     received: float  # time.monotonic() at arrival
 
 
+@dataclass
+class Camera:
+    """One input and its outputs: name "" is the single camera of a node without `cameras`."""
+
+    name: str
+    transport: str  # raw | compressed (checked by configure)
+    input_kind: type
+    input_topic: str  # resolved
+    status_name: str  # of its /diagnostics status
+    hardware_id: str
+    threshold: float = math.nan  # in force (the camera's, else the node's, else the head file's)
+    judged: JudgedArea | None = None
+    pubs: dict[str, LifecyclePublisher] = field(default_factory=dict)
+    subscription: Subscription | None = None
+    health: HealthMonitor | None = None
+    last_stamp_ns: int | None = None  # header stamp of the newest frame
+    last_level: Level | None = None
+
+    def topic(self, relative: str) -> str:
+        """`relative` under this camera's prefix (`c/...`; the single camera: unprefixed)."""
+        return f"{self.name}/{relative}" if self.name else relative
+
+    def param(self, name: str) -> str:
+        """The parameter that holds this camera's `name` (`c.name`; the single camera: `name`)."""
+        return f"{self.name}.{name}" if self.name else name
+
+
+@dataclass
+class Job:
+    """One camera's frame in a round of the inference thread."""
+
+    camera: Camera
+    frame: Frame
+    want: dict[str, bool]  # output → wanted ({}: none)
+    started: float  # time.perf_counter() at the start of the round
+    rgb: np.ndarray | None = None
+    train_ids: np.ndarray | None = None
+    score: np.ndarray | None = None
+    inference_ms: float = math.nan  # of the batch it ran in
+
+    @property
+    def need_ids(self) -> bool:
+        return bool(self.want.get("segmentation") or self.want.get("color"))
+
+    @property
+    def need_score(self) -> bool:
+        return any(self.want.get(n) for n in ("score", "mask", "obstacles", "overlay"))
+
+
 class AnomalyNode(LifecycleNode):
     """The managed node: see the module docstring for what each transition does."""
 
@@ -110,50 +168,78 @@ class AnomalyNode(LifecycleNode):
         super().__init__("sleeg_anomaly")
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, p.descriptor())
-        self.transport: str = self.param("image_transport")  # checked by configure
-        self.input_kind, self.input_topic = self._input()
+        self.cameras = [self._camera(name) for name in self._camera_names()]
         self.limits = Limits(
             max_input_age_s=self.param("max_input_age_s"),
             processing_budget_ms=self.param("processing_budget_ms"),
             max_bad_frame_rate=self.param("max_bad_frame_rate"),
             window_s=self.param("health_window_s"),
         )
-        self.status_name = f"{self.get_name()}: {self.input_topic}"
-        self.hardware_id = self.param("hardware_id") or self.input_topic
         self.state = "unconfigured"  # the lifecycle state, as each transition leaves it
         self.failure: str | None = None  # the last failed transition, until one succeeds
-        self.last_level: Level | None = None
         # configured (configure → cleanup): the model and the output publishers
         self.model: AnomalySegmenter | None = None
         self.head_file: HeadFile | None = None
         self.device: torch.device | None = None
         self.offloaded = False  # deactivate moved the model off its CUDA device
-        self.threshold = math.nan
-        self.judged: JudgedArea | None = None
-        self.pubs: dict[str, LifecyclePublisher] = {}
-        # active (activate → deactivate): the input, the inference thread and its counters
-        self.subscription: Subscription | None = None
+        # active (activate → deactivate): the inputs, the inference thread and its counters
         self.worker: threading.Thread | None = None
         self.stopping = threading.Event()
-        self.slot: LatestFrameSlot[Frame] = LatestFrameSlot()
-        self.health = HealthMonitor(self.limits)
-        self.last_stamp_ns: int | None = None  # header stamp of the newest frame
+        self.slots: LatestFrames[str, Frame] = LatestFrames(c.name for c in self.cameras)
+        for camera in self.cameras:
+            camera.health = HealthMonitor(self.limits)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.diagnostics_pub = self._publisher(DiagnosticArray, "/diagnostics", managed=False)
         self.create_timer(self.param("status_period_s"), self._publish_status)
 
-    def _input(self) -> tuple[type, str]:
-        """The input's message type and resolved topic by image_transport (unknown: raw's)."""
-        topic = self.resolve_topic_name("image")
-        if self.transport == "compressed":
-            return CompressedImage, self._compressed_topic(topic)
-        return Image, topic
+    def _camera_names(self) -> list[str]:
+        """Parameter `cameras` checked: [""] (one unprefixed camera) when empty."""
+        names = list(self.param("cameras") or [])
+        if not names:
+            return [""]
+        bad = [n for n in names if not isinstance(n, str) or not CAMERA_NAME.fullmatch(n)]
+        if bad:
+            raise StartupError(
+                f"parameter 'cameras': {', '.join(map(repr, bad))} not a camera name (a letter, "
+                "then letters, digits or _)"
+            )
+        if len(set(names)) < len(names):
+            raise StartupError(f"parameter 'cameras': a name is repeated in {names}")
+        return names
 
-    def _compressed_topic(self, image_topic: str) -> str:
-        """`image/compressed` as remapped, else `<image topic>/compressed` (image_transport's
+    def _camera(self, name: str) -> Camera:
+        """A camera with its parameters declared and its input topic resolved."""
+        if name:
+            for p in CAMERA_PARAMS:
+                self.declare_parameter(f"{name}.{p.name}", p.default, p.descriptor())
+        probe = Camera(name, "", Image, "", "", "")
+        transport = self.param(self._in_force(probe, "image_transport"))
+        image = self.resolve_topic_name(probe.topic("image"))
+        kind, topic = Image, image
+        if transport == "compressed":
+            kind, topic = CompressedImage, self._compressed_topic(probe.topic("image"), image)
+        hardware_id = self.param("hardware_id")
+        hardware_id = f"{hardware_id}/{name}" if hardware_id and name else hardware_id
+        return Camera(
+            name,
+            transport,
+            kind,
+            topic,
+            status_name=f"{self.get_name()}: {topic}",
+            hardware_id=hardware_id or topic,
+        )
+
+    def _in_force(self, camera: Camera, name: str) -> str:
+        """The parameter that sets a camera's `name`: its own `c.name` when not empty, else the
+        node's."""
+        own = camera.param(name)
+        return own if self.param(own) else name
+
+    def _compressed_topic(self, image: str, image_topic: str) -> str:
+        """`<image>/compressed` as remapped, else `<image topic>/compressed` (image_transport's
         convention), so remapping `image` alone moves both inputs."""
-        compressed = self.resolve_topic_name("image/compressed")
-        unmapped = self.resolve_topic_name("image/compressed", only_expand=True)
+        compressed = self.resolve_topic_name(f"{image}/compressed")
+        unmapped = self.resolve_topic_name(f"{image}/compressed", only_expand=True)
         return compressed if compressed != unmapped else f"{image_topic}/compressed"
 
     def param(self, name: str) -> Any:
@@ -221,11 +307,13 @@ class AnomalyNode(LifecycleNode):
             self.trigger_shutdown()
 
     def _configure(self) -> None:
-        if self.transport not in IMAGE_TRANSPORTS:
-            raise StartupError(
-                f"parameter 'image_transport': '{self.transport}' is not one of "
-                f"{', '.join(IMAGE_TRANSPORTS)}"
-            )
+        for camera in self.cameras:
+            if camera.transport not in IMAGE_TRANSPORTS:
+                name = camera.param("image_transport")
+                raise StartupError(
+                    f"parameter '{name}': '{camera.transport}' is not one of "
+                    f"{', '.join(IMAGE_TRANSPORTS)}"
+                )
         if self.param("cpu_threads") > 0:
             torch.set_num_threads(self.param("cpu_threads"))
         self.model, self.head_file = self._load_model()
@@ -239,16 +327,22 @@ class AnomalyNode(LifecycleNode):
             self.model.convert_networks(torch.float16)
         w, h = self.param("inference_width"), self.param("inference_height")
         self.size = (h, w) if w > 0 and h > 0 else None
-        self.resize_mode, self.judged = self._geometry()
+        self.resize_mode = self._resize_mode()
+        for camera in self.cameras:
+            camera.judged = self._judged_area(camera)
         self.max_pixels = self.param("max_input_pixels")
-        self.threshold = self._threshold_from(self.param("threshold"))
+        self._set_thresholds()
         self._compile(self.param("compile_mode"))
-        for name, (kind, topic) in OUTPUTS.items():
-            self.pubs[name] = self._publisher(kind, topic, managed=True)
+        for camera in self.cameras:
+            for name, (kind, topic) in OUTPUTS.items():
+                camera.pubs[name] = self._publisher(kind, camera.topic(topic), managed=True)
+        inputs = "; ".join(
+            f"threshold {c.threshold:.4g}, input {c.transport} on {c.input_topic}"
+            for c in self.cameras
+        )
         self.get_logger().info(
             f"ready: {self.model.segmentor.info.name} on {self.device}, score '{self.score_name}', "
-            f"threshold {self.threshold:.4g}, inference size {self.size or 'native'}, "
-            f"input {self.transport} on {self.input_topic}"
+            f"inference size {self.size or 'native'}, {len(self.cameras)} camera(s): {inputs}"
         )
 
     def _activate(self, state: LifecycleState) -> None:
@@ -258,12 +352,13 @@ class AnomalyNode(LifecycleNode):
             if self.param("compile_mode"):
                 self._warm_up(self.param("compile_mode"))
         super().on_activate(state)  # the output publishers publish from now on
-        self.slot, self.health = LatestFrameSlot(), HealthMonitor(self.limits)  # counts restart
-        self.last_stamp_ns = None
+        self.slots = LatestFrames(c.name for c in self.cameras)  # counts restart
         qos = qos_profile_sensor_data
         if self.param("reliable_input"):
             qos = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE)
-        self.subscription = self._subscription(self.input_kind, self.input_topic, qos)
+        for camera in self.cameras:
+            camera.health, camera.last_stamp_ns = HealthMonitor(self.limits), None
+            camera.subscription = self._subscription(camera, qos)
         self.stopping = threading.Event()
         self.worker = threading.Thread(target=self._run, name="sleeg-inference", daemon=True)
         self.worker.start()
@@ -271,12 +366,13 @@ class AnomalyNode(LifecycleNode):
     def _deactivate(self, state: LifecycleState) -> None:
         """Stop what activate started (whatever part of it exists); on CUDA the model moves to
         the CPU and the compiled graphs and PyTorch's cached blocks are freed."""
-        if self.subscription is not None:
-            self.destroy_subscription(self.subscription)
-            self.subscription = None
-        if self.worker is not None:  # it finishes its frame: nothing publishes after this
+        for camera in self.cameras:
+            if camera.subscription is not None:
+                self.destroy_subscription(camera.subscription)
+                camera.subscription = None
+        if self.worker is not None:  # it finishes its frames: nothing publishes after this
             self.stopping.set()
-            self.slot.close()
+            self.slots.close()
             self.worker.join()
             self.worker = None
         super().on_deactivate(state)  # the output publishers stop publishing
@@ -287,11 +383,11 @@ class AnomalyNode(LifecycleNode):
 
     def _cleanup(self) -> None:
         """Release what configure acquired (whatever part of it exists)."""
-        for pub in self.pubs.values():
-            self.destroy_lifecycle_publisher(pub)
-        self.pubs = {}
+        for camera in self.cameras:
+            for pub in camera.pubs.values():
+                self.destroy_lifecycle_publisher(pub)
+            camera.pubs, camera.judged = {}, None
         self.model = self.head_file = None
-        self.judged = None
         self._free_device_memory()
         self.device, self.offloaded = None, False
 
@@ -330,16 +426,18 @@ class AnomalyNode(LifecycleNode):
             raise StartupError(f"parameter 'qos_overrides.{name}.publisher': {err}") from err
         return pub
 
-    def _subscription(self, kind: type, topic: str, qos: QoSProfile) -> Subscription:
-        """The input subscription; `qos_overrides.<topic>.subscription.*` may change its QoS."""
+    def _subscription(self, camera: Camera, qos: QoSProfile) -> Subscription:
+        """A camera's input subscription; `qos_overrides.<topic>.subscription.*` may change its
+        QoS."""
+        topic = camera.input_topic
         events = SubscriptionEventCallbacks(
             incompatible_qos=lambda info: self._incompatible_qos(info, topic, sub, "subscription")
         )
         try:
             sub = self.create_subscription(
-                kind,
+                camera.input_kind,
                 topic,
-                self._on_frame,
+                lambda msg: self._on_frame(camera, msg),
                 copy.copy(qos),
                 event_callbacks=events,
                 qos_overriding_options=QoSOverridingOptions.with_default_policies(),
@@ -418,24 +516,29 @@ class AnomalyNode(LifecycleNode):
             )
         return model.to(device).eval(), head_file
 
-    def _geometry(self) -> tuple[str, JudgedArea]:
-        """resize_mode, and the judged area from roi_polygon and ignore_mask."""
+    def _resize_mode(self) -> str:
         mode = self.param("resize_mode")
         if mode not in RESIZE_MODES:
             raise StartupError(
                 f"parameter 'resize_mode': '{mode}' is not one of {', '.join(RESIZE_MODES)}"
             )
+        return mode
+
+    def _judged_area(self, camera: Camera) -> JudgedArea:
+        """A camera's judged area from its roi_polygon and ignore_mask (else the node's)."""
+        name = self._in_force(camera, "roi_polygon")
         try:
-            roi = parse_roi_polygon(self.param("roi_polygon") or [])  # YAML [] is unset
+            roi = parse_roi_polygon(self.param(name) or [])  # YAML [] is unset
         except SleegError as err:
-            raise StartupError(f"parameter 'roi_polygon': {err}") from err
+            raise StartupError(f"parameter '{name}': {err}") from err
         ignore = None
-        if self.param("ignore_mask"):
+        name = self._in_force(camera, "ignore_mask")
+        if self.param(name):
             try:
-                ignore = read_mask(self.param("ignore_mask"))
+                ignore = read_mask(self.param(name))
             except SleegError as err:
-                raise StartupError(f"parameter 'ignore_mask': {err}") from err
-        return mode, JudgedArea(roi, ignore, self.size, mode)
+                raise StartupError(f"parameter '{name}': {err}") from err
+        return JudgedArea(roi, ignore, self.size, self.resize_mode)
 
     def _compile(self, mode: str) -> None:
         """torch.compile the model (compile_mode) and compile it now (`_warm_up`)."""
@@ -469,41 +572,55 @@ class AnomalyNode(LifecycleNode):
             f"compiled '{mode}' for {self.size[1]}×{self.size[0]} in {seconds:.1f} s"
         )
 
-    def _threshold_from(self, value: float) -> float:
-        if math.isnan(value):
-            return self.head_file.threshold if self.head_file else math.nan
-        return value
+    def _set_thresholds(self, changed: dict[str, float] | None = None) -> None:
+        """Each camera's threshold: its own, else the node's, else the head file's (NaN: none);
+        `changed` holds parameter values being set (not yet readable)."""
+        value = {**{n: self.param(n) for n in self._threshold_params()}, **(changed or {})}
+        for camera in self.cameras:
+            threshold = value[camera.param("threshold")]
+            if math.isnan(threshold):
+                threshold = value["threshold"]
+            if math.isnan(threshold) and self.head_file is not None:
+                threshold = self.head_file.threshold
+            camera.threshold = threshold
+
+    def _threshold_params(self) -> list[str]:
+        return ["threshold", *(c.param("threshold") for c in self.cameras if c.name)]
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        for p in params:
-            if p.name == "threshold":
-                value = float(p.value)
-                if math.isinf(value):
-                    return SetParametersResult(successful=False, reason="threshold must be finite")
-                self.threshold = self._threshold_from(value)
+        changed = {p.name: float(p.value) for p in params if p.name in self._threshold_params()}
+        if any(math.isinf(v) for v in changed.values()):
+            return SetParametersResult(successful=False, reason="threshold must be finite")
+        if changed:
+            self._set_thresholds(changed)
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ callbacks
-    def _on_frame(self, msg: Image | CompressedImage) -> None:
-        self.slot.put(Frame(msg, time.monotonic()))
-        self.health.frame_arrived()
-        self.last_stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+    def _on_frame(self, camera: Camera, msg: Image | CompressedImage) -> None:
+        self.slots.put(camera.name, Frame(msg, time.monotonic()))
+        camera.health.frame_arrived()
+        camera.last_stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
     def _publish_status(self) -> None:
-        """The status on /diagnostics, in every lifecycle state: while active the health of the
-        input and the inference; else WARN naming the state, or ERROR naming the last failed
-        transition. A level change is logged, every status at DEBUG."""
+        """One status per camera on /diagnostics, in every lifecycle state: while active the
+        health of its input and of the inference; else WARN naming the state, or ERROR naming the
+        last failed transition. A level change is logged, every status at DEBUG."""
         now = self.get_clock().now()
+        statuses = [self._status(camera, now.nanoseconds) for camera in self.cameras]
+        header = Header(stamp=now.to_msg())
+        self.diagnostics_pub.publish(DiagnosticArray(header=header, status=statuses))
+
+    def _status(self, camera: Camera, now_ns: int) -> DiagnosticStatus:
         values: dict[str, Any] = {"lifecycle_state": self.state}
         if self.state == "active":
-            health = self.health.report()
+            health = camera.health.report()
             level, message = health.level, health.message
-            stamp_ns = self.last_stamp_ns
-            age = math.nan if stamp_ns is None else round((now.nanoseconds - stamp_ns) / 1e9, 3)
+            stamp_ns = camera.last_stamp_ns
+            age = math.nan if stamp_ns is None else round((now_ns - stamp_ns) / 1e9, 3)
             values |= {
-                "frames_in": self.slot.received,
+                "frames_in": self.slots.received[camera.name],
                 **health.values,
-                "dropped": self.slot.dropped,
+                "dropped": self.slots.dropped[camera.name],
                 "frame_age_s": age,  # now − the newest frame's header stamp
             }
         elif self.failure is not None:
@@ -511,105 +628,156 @@ class AnomalyNode(LifecycleNode):
         else:
             level, message = Level.WARN, self.state
         if self.model is not None:
-            values["threshold"] = self.threshold
+            values["threshold"] = camera.threshold
         if self.device is not None and self.device.type == "cuda":
             values["gpu_memory_mb"] = round(torch.cuda.memory_allocated(self.device) / 2**20, 1)
             values["gpu_memory_reserved_mb"] = round(
                 torch.cuda.memory_reserved(self.device) / 2**20, 1
             )
-        status = DiagnosticStatus(
-            level=bytes([level]),
-            name=self.status_name,
-            message=message,
-            hardware_id=self.hardware_id,
-            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
-        )
-        self.diagnostics_pub.publish(
-            DiagnosticArray(header=Header(stamp=now.to_msg()), status=[status])
-        )
-        if level != self.last_level:  # one call site per severity (rclpy's rule)
-            change = f"/diagnostics {level.name}: {message}"
+        if level != camera.last_level:  # one call site per severity (rclpy's rule)
+            where = f"camera {camera.name}: " if camera.name else ""
+            change = f"/diagnostics {level.name}: {where}{message}"
             if level == Level.OK:
                 self.get_logger().info(change)
             else:
                 self.get_logger().warning(change)
-            self.last_level = level
-        self.get_logger().debug(" ".join(f"{k}={v}" for k, v in values.items()))
+            camera.last_level = level
+        self.get_logger().debug(
+            f"{camera.status_name}: " + " ".join(f"{k}={v}" for k, v in values.items())
+        )
+        return DiagnosticStatus(
+            level=bytes([level]),
+            name=camera.status_name,
+            message=message,
+            hardware_id=camera.hardware_id,
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
 
     # ------------------------------------------------------------------ inference thread
     def _run(self) -> None:
+        cameras = {c.name: c for c in self.cameras}
         while not self.stopping.is_set():
-            frame = self.slot.take(timeout=0.2)
-            if frame is None:
-                continue
-            try:
-                self._process(frame)
-            except BadFrameError as err:
-                self.health.frame_bad()
-                self.get_logger().warning(
-                    f"skipped a frame: {err}", throttle_duration_sec=LOG_THROTTLE_S
-                )
-            except Exception as err:  # the node must never die on a frame
-                self.health.frame_bad()
-                self.get_logger().error(
-                    f"frame failed: {err.__class__.__name__}: {err}",
-                    throttle_duration_sec=LOG_THROTTLE_S,
-                )
+            taken = self.slots.take_all(timeout=0.2)
+            if taken:
+                self._process_round([(cameras[name], frame) for name, frame in taken])
 
-    def wanted(self, name: str) -> bool:
-        return self.param(f"publish_{name}") and self.pubs[name].get_subscription_count() > 0
-
-    def _process(self, frame: Frame) -> None:
+    def _process_round(self, taken: list[tuple[Camera, Frame]]) -> None:
+        """The newest frame of each camera: decoded, run in one batch per frame size, published.
+        A bad or failing frame is counted against its camera and the others go on."""
         t0 = time.perf_counter()
+        groups: dict[tuple[int, int], list[Job]] = {}
+        for camera, frame in taken:
+            job = self._guarded(camera, lambda c=camera, f=frame: self._decode(c, f, t0))
+            if job is not None and job.want:
+                groups.setdefault(job.rgb.shape[:2], []).append(job)
+            elif job is not None:  # nobody listens: nothing to compute
+                camera.health.frame_processed()
+        for jobs in groups.values():
+            batched = len(jobs) > 1 and self._batch(jobs)
+            for job in jobs:  # a failed batch again frame by frame: the failing one is named
+                if batched or self._guarded(job.camera, lambda j=job: self._infer([j])):
+                    self._guarded(job.camera, lambda j=job: self._publish(j))
+
+    def _batch(self, jobs: list[Job]) -> bool:
+        """`_infer` for several frames; False when it failed."""
+        try:
+            return self._infer(jobs)
+        except Exception as err:
+            self.get_logger().debug(f"a batch of {len(jobs)} failed: {err}")
+            return False
+
+    def _guarded(self, camera: Camera, work: Callable[[], Any]) -> Any:
+        """`work()`, or None after logging its error and counting a bad frame of `camera`: the
+        node must never die on a frame."""
+        try:
+            return work()
+        except BadFrameError as err:
+            camera.health.frame_bad()
+            self.get_logger().warning(
+                f"{camera.input_topic}: skipped a frame: {err}",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+        except Exception as err:
+            camera.health.frame_bad()
+            self.get_logger().error(
+                f"{camera.input_topic}: frame failed: {err.__class__.__name__}: {err}",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+        return None
+
+    def wanted(self, camera: Camera, name: str) -> bool:
+        return self.param(f"publish_{name}") and camera.pubs[name].get_subscription_count() > 0
+
+    def _decode(self, camera: Camera, frame: Frame, t0: float) -> Job:
+        """The frame's pixels and which outputs it needs (none wanted: no pixels decoded)."""
+        want = {name: self.wanted(camera, name) for name in camera.pubs}
+        job = Job(camera, frame, want, t0)
+        if not (job.need_ids or job.need_score):
+            job.want = {}
+            return job
         msg = frame.msg
-        want = {name: self.wanted(name) for name in self.pubs}
-        need_ids = want["segmentation"] or want["color"]
-        need_score = want["score"] or want["mask"] or want["obstacles"] or want["overlay"]
-        if not (need_ids or need_score):  # nobody listens: nothing to compute
-            self.health.frame_processed()
-            return
         if isinstance(msg, CompressedImage):
-            rgb = compressed_to_rgb(msg, self.max_pixels)
+            job.rgb = compressed_to_rgb(msg, self.max_pixels)
         else:
-            rgb = image_to_rgb(msg, self.max_pixels)
-        images = to_batch(rgb, self.device)
+            job.rgb = image_to_rgb(msg, self.max_pixels)
+        return job
+
+    def _infer(self, jobs: list[Job]) -> bool:
+        """One forward pass for frames of one size; fills each job's train ids and score."""
         t1 = time.perf_counter()
+        need_ids = any(j.need_ids for j in jobs)
+        need_score = any(j.need_score for j in jobs)
         pred = self.model(
-            images,
+            to_batch([j.rgb for j in jobs], self.device),
             scores=(self.score_name,) if need_score else (),
             size=self.size,
             train_ids=need_ids,
             resize_mode=self.resize_mode,
         )
-        train_ids = pred.train_ids[0].cpu().numpy() if need_ids else None
-        score = pred.scores[self.score_name][0].cpu().numpy() if need_score else None
+        ids = pred.train_ids.cpu().numpy() if need_ids else None
+        scores = pred.scores[self.score_name].cpu().numpy() if need_score else None
         t2 = time.perf_counter()
-        header = msg.header
+        for i, job in enumerate(jobs):
+            job.train_ids = ids[i] if job.need_ids else None
+            job.score = scores[i] if job.need_score else None
+            job.inference_ms = (t2 - t1) * 1e3
+        return True
+
+    def _publish(self, job: Job) -> None:
+        camera, header, want = job.camera, job.frame.msg.header, job.want
         if want["segmentation"]:
-            self.pubs["segmentation"].publish(array_to_image(train_ids, header, "mono8"))
+            camera.pubs["segmentation"].publish(array_to_image(job.train_ids, header, "mono8"))
         if want["color"]:
-            self.pubs["color"].publish(array_to_image(colorize(train_ids), header, "rgb8"))
-        if score is not None:
-            self._publish_anomaly(rgb, score, header, want)
+            color = colorize(job.train_ids)
+            camera.pubs["color"].publish(array_to_image(color, header, "rgb8"))
+        if job.score is not None:
+            self._publish_anomaly(camera, job.rgb, job.score, header, want)
         t3 = time.perf_counter()
-        latency_ms = (time.monotonic() - frame.received) * 1e3
-        self.health.frame_processed(Timings((t2 - t1) * 1e3, (t3 - t0) * 1e3, latency_ms))
+        latency_ms = (time.monotonic() - job.frame.received) * 1e3
+        timings = Timings(job.inference_ms, (t3 - job.started) * 1e3, latency_ms)
+        camera.health.frame_processed(timings)
 
     def _publish_anomaly(
-        self, rgb: np.ndarray, score: np.ndarray, header: Header, want: dict[str, bool]
+        self,
+        camera: Camera,
+        rgb: np.ndarray,
+        score: np.ndarray,
+        header: Header,
+        want: dict[str, bool],
     ) -> None:
-        judged = self.judged.mask(*score.shape)  # outside it: the lowest score, never in the mask
+        judged = camera.judged.mask(*score.shape)  # outside: the lowest score, never in the mask
         score = restrict_score(score, judged)
+        pubs = camera.pubs
         if want["score"]:
-            self.pubs["score"].publish(array_to_image(score.astype(np.float32), header, "32FC1"))
-        threshold = self.threshold
+            pubs["score"].publish(array_to_image(score.astype(np.float32), header, "32FC1"))
+        threshold = camera.threshold
         if math.isnan(threshold) or not (want["mask"] or want["obstacles"] or want["overlay"]):
             return
         mask, obstacles = find_obstacles(
             score, threshold, self.param("mask_open_px"), self.param("min_blob_area"), judged
         )
         if want["mask"]:
-            self.pubs["mask"].publish(array_to_image(mask, header, "mono8"))
+            pubs["mask"].publish(array_to_image(mask, header, "mono8"))
         if want["obstacles"]:
             out = AnomalyObstacleArray(
                 header=header,
@@ -629,11 +797,11 @@ class AnomalyNode(LifecycleNode):
                 )
                 for o in obstacles
             ]
-            self.pubs["obstacles"].publish(out)
+            pubs["obstacles"].publish(out)
         if want["overlay"]:
             lo, hi = score_range(score, self.head_file.score_stats if self.head_file else None)
             overlay = score_overlay(rgb, score, lo, hi, threshold)
-            self.pubs["overlay"].publish(array_to_image(overlay, header, "rgb8"))
+            pubs["overlay"].publish(array_to_image(overlay, header, "rgb8"))
 
 
 class StopRequest:

@@ -50,6 +50,14 @@ IMAGE_TRANSPORTS = ("raw", "compressed")
 
 PARAMS: tuple[Param, ...] = (
     Param(
+        "cameras",
+        [],
+        "camera names served by this one node, e.g. [front, left, right]: camera c reads "
+        "c/image and publishes under c/ (c/anomaly/score, ...), each with its own slot, health "
+        "and c.* parameters; []: one camera on image, outputs unprefixed",
+        dynamic_typing=True,
+    ),
+    Param(
         "autostart",
         True,
         "configure and activate at start-up (a start-up error exits); false: wait in "
@@ -154,3 +162,32 @@ PARAMS: tuple[Param, ...] = (
         float_range=(0.1, 3600.0),
     ),
 )
+
+# Per camera c of `cameras`, declared as `c.<name>`; the empty default means the node-wide value.
+CAMERA_PARAMS: tuple[Param, ...] = (
+    Param("threshold", math.nan, "this camera's mask threshold; NaN: the node's", runtime=True),
+    Param("image_transport", "", "raw | compressed; empty: the node's"),
+    Param("ignore_mask", "", "this camera's ignore mask (PNG); empty: the node's"),
+    Param(
+        "roi_polygon",
+        [],
+        "this camera's judged region (as roi_polygon); empty: the node's",
+        dynamic_typing=True,
+    ),
+)
+
+
+def launch_cameras(cameras: str, topics: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Launch arguments `cameras` and `camera_topics` ("a,b" or "[a, b]") → the `cameras`
+    parameter and the remappings `<camera>/image` → topic (none without topics)."""
+    names, bases = _launch_list(cameras), _launch_list(topics)
+    if bases and len(bases) != len(names):
+        raise ValueError(
+            f"launch argument 'camera_topics': {len(bases)} topic(s) for {len(names)} camera(s)"
+        )
+    return names, [(f"{name}/image", topic) for name, topic in zip(names, bases, strict=False)]
+
+
+def _launch_list(text: str) -> list[str]:
+    items = text.strip().removeprefix("[").removesuffix("]").split(",")
+    return [i.strip().strip("'\"") for i in items if i.strip()]
