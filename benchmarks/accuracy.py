@@ -111,6 +111,8 @@ def evaluate(args: argparse.Namespace, head: Path) -> int:
     argv += ["--tta", args.tta]
     if args.smoke:
         argv += ["--size", SMOKE_EVAL_SIZE, "--examples", "1"]
+    elif args.size:
+        argv += ["--size", args.size, "--resize-mode", args.resize_mode]
     return sleeg_main(argv)
 
 
@@ -156,6 +158,11 @@ def main() -> int:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tta", choices=("none", "flip"), default="none", help="sleeg eval --tta")
+    parser.add_argument(
+        "--size",
+        help="inference size HxW (sleeg eval --size; default: native), e.g. 512x1024 as the node",
+    )
+    parser.add_argument("--resize-mode", choices=("stretch", "pad", "crop"), default="pad")
     parser.add_argument("--smoke", action="store_true", help="a few tiny steps: does it run?")
     parser.add_argument(
         "--threads",
@@ -206,6 +213,8 @@ def main() -> int:
         "cpu_count": os.cpu_count(),
         "torch_threads": args.threads,
         "tta": args.tta,
+        "inference_size": args.size or "native",
+        "resize_mode": args.resize_mode if args.size else None,
     }
     results["wall_s"] = {"train": t_train, "eval": t_eval, "total": t_train + t_eval}
     results["verdict"] = verdict(results, "sleeg")

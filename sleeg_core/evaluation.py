@@ -78,17 +78,21 @@ def evaluate_dataset(
     size: tuple[int, int] | None = None,
     n_examples: int = 3,
     progress: bool = True,
+    resize_mode: str = "stretch",
 ) -> DatasetResult:
     """Every score on every image of `dataset`, pooled over all valid pixels (void excluded).
 
-    The first `n_examples` images are kept with the map of 'sleeg' (else the first score)."""
+    With `size`, the model runs at that size (frame fitted by `resize_mode`, as the node does)
+    and the scores are mapped back to the label's resolution. The first `n_examples` images are
+    kept with the map of 'sleeg' (else the first score)."""
     device = next(model.parameters()).device
     acc = {s: StreamingMetrics() for s in scores}
     n_valid = n_anomaly = 0
     examples = []
     shown = "sleeg" if "sleeg" in scores else scores[0]
     for i, sample in enumerate(tqdm(dataset, desc=name, unit="img", disable=not progress)):
-        pred = model(to_batch(sample.image, device), scores=tuple(scores), size=size)
+        batch = to_batch(sample.image, device)
+        pred = model(batch, scores=tuple(scores), size=size, resize_mode=resize_mode)
         label = torch.from_numpy(sample.label).to(device)
         valid = label != 255
         for s in scores:

@@ -40,3 +40,19 @@ def test_lam_override_changes_the_sleeg_score_only(tmp_path, tmp_model_args):
     assert scores["sleeg"] == scores["tae"]  # λ = 0: the paper's score is TAE alone
     for name in ("entropy", "tae", "tore"):
         assert scores[name] == default["datasets"]["t"]["scores"][name]
+
+
+def test_an_inference_size_is_fitted_by_the_resize_mode_and_scored_at_label_resolution(
+    tmp_path, tmp_model_args
+):
+    runs = {}
+    for mode in ("native", "pad", "stretch"):
+        (tmp_path / mode).mkdir()
+        extra = [] if mode == "native" else ["--size", "64x64", "--resize-mode", mode]
+        runs[mode] = run_eval(tmp_path / mode, tmp_model_args, *extra)
+    native, pad, stretch = runs.values()
+    n_valid = native["datasets"]["t"]["n_valid_pixels"]
+    for run in (pad, stretch):
+        assert run["datasets"]["t"]["n_valid_pixels"] == n_valid  # every label pixel scored
+    aucs = [r["datasets"]["t"]["scores"]["tae"]["auroc"] for r in (native, pad, stretch)]
+    assert len(set(aucs)) == 3  # three different inputs to the network

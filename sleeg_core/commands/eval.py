@@ -17,6 +17,7 @@ from sleeg_core.evaluation import (
     results_table,
     sml_statistics_from_images,
 )
+from sleeg_core.geometry import RESIZE_MODES
 from sleeg_core.inference import TTA_MODES, load_segmenter
 from sleeg_core.plots import plot_curves, plot_examples
 
@@ -62,6 +63,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--lam", type=float, help="λ of the 'sleeg' score (default: the head file's)"
     )
     parser.add_argument("--size", help="inference size HxW, e.g. 512x1024 (default: native)")
+    parser.add_argument(
+        "--resize-mode",
+        default="stretch",
+        choices=RESIZE_MODES,
+        help="with --size: how a frame is fitted (pad/crop keep the aspect, as the node's "
+        "resize_mode); scores are scored at the label's resolution",
+    )
     parser.add_argument(
         "--tta",
         default="none",
@@ -114,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for name, dataset in datasets:
-        result = evaluate_dataset(model, name, dataset, scores, size, args.examples)
+        result = evaluate_dataset(
+            model, name, dataset, scores, size, args.examples, resize_mode=args.resize_mode
+        )
         plot_curves(result, args.out / f"{name}_curves.png")
         if result.examples:
             shown = "sleeg" if "sleeg" in scores else scores[0]
