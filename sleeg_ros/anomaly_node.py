@@ -2,7 +2,7 @@
 
 A managed (lifecycle) node and a thin shell over sleeg_core: configure loads the model and creates
 the output publishers, activate subscribes to the inputs (`image` or `<image>/compressed` by
-parameter `image_transport`) and starts the inference thread, deactivate undoes that (and moves the
+parameter `image_transport`) and starts the worker threads, deactivate undoes that (and moves the
 model off the GPU), cleanup and shutdown release everything; `autostart` (default) runs configure
 and activate at start-up.
 
@@ -11,11 +11,12 @@ parameter `cameras` with one model: camera c reads `c/image` and publishes `c/an
 with its own `c.*` parameters (threshold, image_transport, ignore_mask, roi_polygon). A
 subscription callback only drops the message into its camera's latest-frame slot; each round the
 inference thread takes the newest frame of every camera that has one, decodes them, runs
-`AnomalySegmenter` once per group of equal frame sizes (one batch), and publishes every output
-with its input's header. Outputs nobody subscribes to are not computed. Health (sleeg_ros.health,
-one status per camera) goes to /diagnostics in every state; every topic's QoS may be changed by
-`qos_overrides` parameters.
-SIGINT/SIGTERM run the shutdown transition (the inference thread joined) before the node and its
+`AnomalySegmenter` once per group of equal frame sizes (one batch) and hands the round to the
+publishing thread, which post-processes and publishes every output with its input's header while
+the next round runs (at most one round waits between them). Outputs nobody subscribes to are not
+computed. Health (sleeg_ros.health, one status per camera) goes to /diagnostics in every state;
+every topic's QoS may be changed by `qos_overrides` parameters.
+SIGINT/SIGTERM run the shutdown transition (the worker threads joined) before the node and its
 context go.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import copy
 import gc
 import math
+import queue
 import re
 import signal
 import threading
@@ -182,8 +184,9 @@ class AnomalyNode(LifecycleNode):
         self.head_file: HeadFile | None = None
         self.device: torch.device | None = None
         self.offloaded = False  # deactivate moved the model off its CUDA device
-        # active (activate → deactivate): the inputs, the inference thread and its counters
-        self.worker: threading.Thread | None = None
+        # active (activate → deactivate): the inputs, the worker threads and the counters
+        self.workers: list[threading.Thread] = []  # inference, then publishing
+        self.outbox: queue.Queue[list[Job] | None] = queue.Queue(maxsize=1)
         self.stopping = threading.Event()
         self.slots: LatestFrames[str, Frame] = LatestFrames(c.name for c in self.cameras)
         for camera in self.cameras:
@@ -252,13 +255,13 @@ class AnomalyNode(LifecycleNode):
         return self._transition("configure", self._configure, "inactive", self._cleanup)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Outputs on, then the input subscription and the inference thread."""
+        """Outputs on, then the input subscriptions and the worker threads."""
         return self._transition(
             "activate", lambda: self._activate(state), "active", lambda: self._deactivate(state)
         )
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Input off, inference thread joined, outputs off, the model off the GPU."""
+        """Inputs off, worker threads joined, outputs off, the model off the GPU."""
         return self._transition("deactivate", lambda: self._deactivate(state), "inactive")
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -301,7 +304,7 @@ class AnomalyNode(LifecycleNode):
         return SUCCESS
 
     def finish(self) -> None:
-        """The shutdown transition, unless finalized already: the inference thread is joined and
+        """The shutdown transition, unless finalized already: the worker threads are joined and
         everything released before the node and its context go."""
         if self.state != "finalized":
             self.trigger_shutdown()
@@ -360,8 +363,13 @@ class AnomalyNode(LifecycleNode):
             camera.health, camera.last_stamp_ns = HealthMonitor(self.limits), None
             camera.subscription = self._subscription(camera, qos)
         self.stopping = threading.Event()
-        self.worker = threading.Thread(target=self._run, name="sleeg-inference", daemon=True)
-        self.worker.start()
+        self.outbox = queue.Queue(maxsize=1)
+        self.workers = [
+            threading.Thread(target=self._run, name="sleeg-inference", daemon=True),
+            threading.Thread(target=self._run_publisher, name="sleeg-publish", daemon=True),
+        ]
+        for worker in self.workers:
+            worker.start()
 
     def _deactivate(self, state: LifecycleState) -> None:
         """Stop what activate started (whatever part of it exists); on CUDA the model moves to
@@ -370,11 +378,14 @@ class AnomalyNode(LifecycleNode):
             if camera.subscription is not None:
                 self.destroy_subscription(camera.subscription)
                 camera.subscription = None
-        if self.worker is not None:  # it finishes its frames: nothing publishes after this
+        if self.workers:  # they finish their frames: nothing publishes after this
+            inference, publisher = self.workers
             self.stopping.set()
             self.slots.close()
-            self.worker.join()
-            self.worker = None
+            inference.join()  # its last round handed over
+            self.outbox.put(None)
+            publisher.join()
+            self.workers = []
         super().on_deactivate(state)  # the output publishers stop publishing
         if self.device is not None and self.device.type == "cuda" and not self.offloaded:
             self.model.to("cpu")
@@ -653,7 +664,7 @@ class AnomalyNode(LifecycleNode):
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
         )
 
-    # ------------------------------------------------------------------ inference thread
+    # ------------------------------------------------------------------ inference and publishing
     def _run(self) -> None:
         cameras = {c.name: c for c in self.cameras}
         while not self.stopping.is_set():
@@ -661,9 +672,17 @@ class AnomalyNode(LifecycleNode):
             if taken:
                 self._process_round([(cameras[name], frame) for name, frame in taken])
 
+    def _run_publisher(self) -> None:
+        """Publishes the rounds the inference thread hands over (None: stop), so that a round's
+        post-processing and publishing overlap the next round's inference."""
+        while (jobs := self.outbox.get()) is not None:
+            for job in jobs:
+                self._guarded(job.camera, lambda j=job: self._publish(j))
+
     def _process_round(self, taken: list[tuple[Camera, Frame]]) -> None:
-        """The newest frame of each camera: decoded, run in one batch per frame size, published.
-        A bad or failing frame is counted against its camera and the others go on."""
+        """The newest frame of each camera: decoded, run in one batch per frame size, handed to
+        the publishing thread (waiting while it still publishes the previous round). A bad or
+        failing frame is counted against its camera and the others go on."""
         t0 = time.perf_counter()
         groups: dict[tuple[int, int], list[Job]] = {}
         for camera, frame in taken:
@@ -672,11 +691,14 @@ class AnomalyNode(LifecycleNode):
                 groups.setdefault(job.rgb.shape[:2], []).append(job)
             elif job is not None:  # nobody listens: nothing to compute
                 camera.health.frame_processed()
+        ready = []
         for jobs in groups.values():
             batched = len(jobs) > 1 and self._batch(jobs)
             for job in jobs:  # a failed batch again frame by frame: the failing one is named
                 if batched or self._guarded(job.camera, lambda j=job: self._infer([j])):
-                    self._guarded(job.camera, lambda j=job: self._publish(j))
+                    ready.append(job)
+        if ready:
+            self.outbox.put(ready)
 
     def _batch(self, jobs: list[Job]) -> bool:
         """`_infer` for several frames; False when it failed."""
@@ -806,7 +828,7 @@ class AnomalyNode(LifecycleNode):
 
 class StopRequest:
     """SIGINT/SIGTERM handler in place of rclpy's, which invalidates the context at once, under
-    a publishing inference thread: while the model loads at autostart a signal aborts it
+    publishing worker threads: while the model loads at autostart a signal aborts it
     (KeyboardInterrupt); once the node spins (or activates) it only asks the spin loop to end
     (after a transition in progress), and `main` takes things down in order."""
 
