@@ -78,6 +78,7 @@ from sleeg_core.images import to_batch
 from sleeg_core.inference import AnomalySegmenter, resolve_device
 from sleeg_core.models import pick_segmentor, resolve_head
 from sleeg_core.obstacles import find_obstacles
+from sleeg_core.onnx_backend import OnnxSegmenter
 from sleeg_core.segmentors import build_segmentor
 from sleeg_core.visualize import score_overlay, score_range
 from sleeg_core.weights import KNOWN_WEIGHTS
@@ -181,7 +182,8 @@ class AnomalyNode(LifecycleNode):
         self.failure: str | None = None  # the last failed transition, until one succeeds
         # configured (configure → cleanup): the model and the output publishers
         self.model: AnomalySegmenter | None = None
-        self.head_file: HeadFile | None = None
+        self.head_threshold = math.nan  # calibrated with the head (head file or ONNX graph)
+        self.score_stats: dict[str, float] | None = None
         self.device: torch.device | None = None
         self.offloaded = False  # deactivate moved the model off its CUDA device
         # active (activate → deactivate): the inputs, the worker threads and the counters
@@ -319,17 +321,26 @@ class AnomalyNode(LifecycleNode):
                 )
         if self.param("cpu_threads") > 0:
             torch.set_num_threads(self.param("cpu_threads"))
-        self.model, self.head_file = self._load_model()
-        try:
-            self.model.tta = self.param("tta")
-        except SleegError as err:
-            raise StartupError(f"parameter 'tta': {err}") from err
-        self.score_name = self.param("score")
-        self.device = next(self.model.parameters()).device
-        if self.param("half_precision") and self.device.type == "cuda":  # ignored on the CPU
-            self.model.convert_networks(torch.float16)
         w, h = self.param("inference_width"), self.param("inference_height")
         self.size = (h, w) if w > 0 and h > 0 else None
+        if self.param("onnx_model"):
+            self.model = self._load_onnx(self.param("onnx_model"))
+            self.head_threshold, self.score_stats = self.model.threshold, self.model.score_stats
+            self.device, self.size = torch.device("cpu"), self.model.size
+            model_name = f"{self.model.segmentor_name} graph (ONNX Runtime)"
+        else:
+            self.model, head_file = self._load_model()
+            if head_file is not None:
+                self.head_threshold, self.score_stats = head_file.threshold, head_file.score_stats
+            try:
+                self.model.tta = self.param("tta")
+            except SleegError as err:
+                raise StartupError(f"parameter 'tta': {err}") from err
+            self.device = next(self.model.parameters()).device
+            if self.param("half_precision") and self.device.type == "cuda":  # ignored on CPU
+                self.model.convert_networks(torch.float16)
+            model_name = self.model.segmentor.info.name
+        self.score_name = self.param("score")
         self.resize_mode = self._resize_mode()
         for camera in self.cameras:
             camera.judged = self._judged_area(camera)
@@ -344,7 +355,7 @@ class AnomalyNode(LifecycleNode):
             for c in self.cameras
         )
         self.get_logger().info(
-            f"ready: {self.model.segmentor.info.name} on {self.device}, score '{self.score_name}', "
+            f"ready: {model_name} on {self.device}, score '{self.score_name}', "
             f"inference size {self.size or 'native'}, {len(self.cameras)} camera(s): {inputs}"
         )
 
@@ -398,7 +409,7 @@ class AnomalyNode(LifecycleNode):
             for pub in camera.pubs.values():
                 self.destroy_lifecycle_publisher(pub)
             camera.pubs, camera.judged = {}, None
-        self.model = self.head_file = None
+        self.model, self.head_threshold, self.score_stats = None, math.nan, None
         self._free_device_memory()
         self.device, self.offloaded = None, False
 
@@ -527,6 +538,36 @@ class AnomalyNode(LifecycleNode):
             )
         return model.to(device).eval(), head_file
 
+    def _load_onnx(self, path: str) -> OnnxSegmenter:
+        """An exported graph on ONNX Runtime (CPU): the PyTorch-only parameters must be off, and
+        the graph fixes the score and the inference size."""
+        used = {
+            "device": self.param("device") not in ("auto", "cpu"),
+            "compile_mode": bool(self.param("compile_mode")),
+            "tta": self.param("tta") != "none",
+        }
+        if any(used.values()):
+            names = ", ".join(n for n, on in used.items() if on)
+            raise StartupError(
+                f"parameter 'onnx_model': ONNX Runtime runs the graph on the CPU as exported; "
+                f"unset {names} (or unset onnx_model for PyTorch)"
+            )
+        try:
+            model = OnnxSegmenter(path, self.param("cpu_threads"))
+        except SleegError as err:
+            raise StartupError(f"parameter 'onnx_model': {err}") from err
+        if self.param("score") not in model.available_scores():
+            raise StartupError(
+                f"parameter 'score': '{self.param('score')}' is not the score of the ONNX graph "
+                f"{path} ('{model.score_name}')"
+            )
+        if self.size not in (None, model.size):
+            self.get_logger().warning(
+                f"inference size {self.size[1]}x{self.size[0]} ignored: the ONNX graph runs at "
+                f"{model.size[1]}x{model.size[0]}"
+            )
+        return model
+
     def _resize_mode(self) -> str:
         mode = self.param("resize_mode")
         if mode not in RESIZE_MODES:
@@ -591,8 +632,8 @@ class AnomalyNode(LifecycleNode):
             threshold = value[camera.param("threshold")]
             if math.isnan(threshold):
                 threshold = value["threshold"]
-            if math.isnan(threshold) and self.head_file is not None:
-                threshold = self.head_file.threshold
+            if math.isnan(threshold):
+                threshold = self.head_threshold
             camera.threshold = threshold
 
     def _threshold_params(self) -> list[str]:
@@ -821,7 +862,7 @@ class AnomalyNode(LifecycleNode):
             ]
             pubs["obstacles"].publish(out)
         if want["overlay"]:
-            lo, hi = score_range(score, self.head_file.score_stats if self.head_file else None)
+            lo, hi = score_range(score, self.score_stats)
             overlay = score_overlay(rgb, score, lo, hi, threshold)
             pubs["overlay"].publish(array_to_image(overlay, header, "rgb8"))
 

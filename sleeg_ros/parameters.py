@@ -80,6 +80,13 @@ PARAMS: tuple[Param, ...] = (
         "trained OoD head: a file or a shipped head's name; empty: publish the `score` baseline",
     ),
     Param("score", "sleeg", "sleeg (needs a head) | msp | maxlogit | entropy | energy"),
+    Param(
+        "onnx_model",
+        "",
+        "a graph of `sleeg export` run by ONNX Runtime on the CPU instead of PyTorch (weights, "
+        "head, segmentor and the inference size come from it; no device/compile_mode/tta); "
+        "empty: PyTorch",
+    ),
     Param("device", "auto", "auto | cpu | cuda | cuda:N"),
     Param(
         "half_precision",
