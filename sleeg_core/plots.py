@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -59,20 +60,50 @@ def plot_examples(result: DatasetResult, score_name: str, path: Path) -> Path:
     return path
 
 
-def plot_latency(
-    sent_s: np.ndarray,
-    latency_ms: np.ndarray,
-    lost_s: np.ndarray,
-    path: Path,
-    reference_ms: float | None = None,
-) -> Path:
-    """End-to-end latency of each frame over the replay; frames without outputs as red ticks."""
+@dataclass
+class LatencySeries:
+    """One camera's frames over a replay (times in s since the first frame sent)."""
+
+    sent_s: np.ndarray  # frames with all outputs: send time
+    latency_ms: np.ndarray  # and latency
+    lost_s: np.ndarray  # frames without outputs: send time
+    reference_ms: float | None = None  # the node's own median latency
+
+
+def plot_latency(series: dict[str, LatencySeries], path: Path) -> Path:
+    """End-to-end latency of each frame over the replay, a line per camera (key "": a single
+    unnamed one); frames without outputs as ticks at 0, the node's own median dashed. A single
+    camera's ticks are red, its median grey; several cameras' in their line's colour."""
     fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot(sent_s, latency_ms, ".-", lw=0.8, ms=4, label="frame latency (send → last output)")
-    if lost_s.size:
-        ax.plot(lost_s, np.zeros_like(lost_s), "|", color="red", ms=12, label="no output")
-    if reference_ms is not None and np.isfinite(reference_ms):
-        ax.axhline(reference_ms, color="grey", ls="--", lw=0.8, label="node's own median")
+    for i, (name, s) in enumerate(series.items()):
+        who = f"{name}: " if name else ""
+        colour = f"C{i}" if len(series) > 1 else None
+        ax.plot(
+            s.sent_s,
+            s.latency_ms,
+            ".-",
+            lw=0.8,
+            ms=4,
+            color=colour or "C0",
+            label=f"{who}frame latency (send → last output)",
+        )
+        if s.lost_s.size:
+            ax.plot(
+                s.lost_s,
+                np.zeros_like(s.lost_s),
+                "|",
+                color=colour or "red",
+                ms=12,
+                label=f"{who}no output",
+            )
+        if s.reference_ms is not None and np.isfinite(s.reference_ms):
+            ax.axhline(
+                s.reference_ms,
+                color=colour or "grey",
+                ls="--",
+                lw=0.8,
+                label=f"{who}node's own median",
+            )
     ax.set(xlabel="send time (s since the first frame)", ylabel="latency (ms)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

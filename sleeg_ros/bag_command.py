@@ -5,6 +5,9 @@ Bags are rosbag2 folders (`--out drive.mcap` → `drive/drive.mcap` + `drive/met
 `drive.db3` likewise with SQLite), readable by `ros2 bag info/play` and by `rosbags`. Label masks
 travel as mono8 Images on their own topic, `<image topic>/labels` unless named, with the frame's
 header stamp; values follow the project convention 0 normal, 1 anomaly, 255 void.
+
+`eval` replays one image topic into a single-camera node, or several (`--image-topic` repeated,
+`[NAME=]TOPIC`) into one multi-camera node (parameter `cameras`) and reports per camera.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from sleeg_core.bags import bag_folder, bag_summary, open_bag, write_frames
 from sleeg_core.datasets import LABEL_SUFFIXES, LabelMap, open_dataset, parse_label_map
 from sleeg_core.errors import SleegError
 from sleeg_core.images import list_images, read_label, read_rgb
-from sleeg_ros.bag_replay import Replay, ReplayOptions
+from sleeg_ros.bag_replay import CameraOptions, CameraResult, Replay, ReplayOptions
 from sleeg_ros.bag_report import write_report
 
 PROJECT_LABELS = "0:0,1:1,255:255"
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 PARAM = re.compile(r"[A-Za-z_][\w.]*:=.*")
+CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # one ROS name token, as the node's `cameras`
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -96,14 +100,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "frames over DDS, record every node output into DIR/outputs/ (rosbag2, outputs.mcap) and "
         "write DIR/report.json, report.md, latency.png and contact_sheet.png. Latency is the time "
         "from publishing a frame to the arrival of its outputs (matched by header stamp) in this "
-        "process. Exit code 2 when the run is incomplete (damaged bag, node died); the partial "
-        "report is kept.",
+        "process. Several --image-topic (or a named one) go to one node serving them as cameras "
+        "(parameter `cameras`), their frames in the bag's order; the report then has a section per "
+        'camera (report.json: "cameras": {name: ...}). Exit code 2 when the run is incomplete '
+        "(damaged bag, node died, a camera never answered); the partial report is kept.",
     )
     ev.add_argument("--bag", type=Path, required=True, help="bag folder, .mcap or .db3 file")
-    ev.add_argument("--image-topic", required=True, help="Image or CompressedImage topic")
+    ev.add_argument(
+        "--image-topic",
+        action="append",
+        required=True,
+        metavar="[NAME=]TOPIC",
+        help="Image or CompressedImage topic; repeatable: each a camera of the node, NAME its "
+        "name (a letter, then letters, digits or _; default cam0, cam1, … in order). A single "
+        "topic without NAME: a node without cameras (input image, outputs unprefixed)",
+    )
     labels = ev.add_mutually_exclusive_group()
     labels.add_argument(
-        "--label-topic", help="mono8 label masks (default: <image topic>/labels when present)"
+        "--label-topic",
+        help="mono8 label masks, with a single --image-topic (default, per camera: "
+        "<image topic without /compressed>/labels when present)",
     )
     labels.add_argument("--no-labels", action="store_true", help="skip the anomaly metrics")
     ev.add_argument(
@@ -123,10 +139,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--attach",
         action="store_true",
-        help="use a running node (subscribed to the image topic: image_transport compressed for "
-        "a CompressedImage topic) instead of starting one, which gets the bag's transport",
+        help="use a running node (subscribed to the image topics: image_transport compressed "
+        "for a CompressedImage topic; with named cameras, a node with those `cameras`) instead "
+        "of starting one, which gets the bag's transports",
     )
-    ev.add_argument("--namespace", default="/", help="the node's namespace (outputs under it)")
+    ev.add_argument(
+        "--namespace",
+        default="/",
+        help="the node's namespace (outputs under it; a named camera's under <namespace>/<name>)",
+    )
     pace = ev.add_mutually_exclusive_group()
     pace.add_argument(
         "--rate", type=float, default=1.0, metavar="X", help="recorded rate × X (default 1)"
@@ -144,7 +165,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="--max-rate: give up waiting for a frame's outputs after S seconds",
     )
-    ev.add_argument("--sheet", type=int, default=6, metavar="N", help="frames in the contact sheet")
+    ev.add_argument(
+        "--sheet", type=int, default=6, metavar="N", help="frames per camera in the contact sheet"
+    )
     ev.add_argument(
         "--no-record",
         action="store_true",
@@ -273,12 +296,38 @@ def info(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- eval
 
 
-def _label_topic(args: argparse.Namespace, topics: set[str]) -> str | None:
+def image_topics(values: list[str]) -> list[tuple[str, str]]:
+    """`--image-topic` values ([NAME=]TOPIC) → (camera name, topic): unnamed ones are cam<i> by
+    position, except a single unnamed topic, whose name stays "" (a node without `cameras`)."""
+    cameras = []
+    for i, value in enumerate(values):
+        name, named, topic = value.partition("=")
+        if not named:
+            name, topic = "" if len(values) == 1 else f"cam{i}", value
+        elif not CAMERA_NAME.fullmatch(name):
+            raise SleegError(
+                f"--image-topic {value!r}: {name!r} is not a camera name (a letter, then "
+                "letters, digits or _)"
+            )
+        if not topic:
+            raise SleegError(f"--image-topic {value!r}: no topic")
+        cameras.append((name, topic))
+    for what, items in (
+        ("camera name", [n for n, _ in cameras]),
+        ("topic", [t for _, t in cameras]),
+    ):
+        repeated = sorted({x for x in items if items.count(x) > 1})
+        if repeated:
+            raise SleegError(f"--image-topic: {what} {', '.join(map(repr, repeated))} given twice")
+    return cameras
+
+
+def _label_topic(args: argparse.Namespace, image_topic: str, topics: set[str]) -> str | None:
     if args.no_labels:
         return None
     if args.label_topic:
         return args.label_topic
-    base = args.image_topic.removesuffix("/compressed").rstrip("/")
+    base = image_topic.removesuffix("/compressed").rstrip("/")
     guess = f"{base}/labels"
     return guess if guess in topics else None
 
@@ -286,6 +335,11 @@ def _label_topic(args: argparse.Namespace, topics: set[str]) -> str | None:
 def _check_eval_args(args: argparse.Namespace) -> None:
     if args.attach and (args.params or args.overrides):
         raise SleegError("--params and -p set up a node started here: they do not go with --attach")
+    if args.label_topic and len(args.image_topic) > 1:
+        raise SleegError(
+            "--label-topic goes with a single --image-topic (with several, each camera's labels "
+            "are <image topic>/labels when present)"
+        )
     bad = [p for p in args.overrides if not PARAM.fullmatch(p)]
     if bad:
         raise SleegError(f"-p takes NAME:=VALUE, got {', '.join(map(repr, bad))}")
@@ -297,20 +351,28 @@ def _check_eval_args(args: argparse.Namespace) -> None:
         raise SleegError(f"{args.out} holds an earlier run (outputs/ exists): choose a new --out")
 
 
+def _plan(camera: CameraResult) -> str:
+    """`N frames of TOPIC (labels …)` for the start line."""
+    opt = camera.options
+    labels = f"labels from {opt.label_topic}" if opt.label_topic else "no labels"
+    return f"{opt.tag}{camera.in_bag} frames of {opt.image_topic} ({labels})"
+
+
 def _raise_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
 def evaluate(args: argparse.Namespace) -> int:
     _check_eval_args(args)
+    topics = image_topics(args.image_topic)
     label_map = parse_label_map(args.label_map)
     bag = open_bag(args.bag)
     try:
-        label_topic = _label_topic(args, {c.topic for c in bag.reader.connections})
+        in_bag = {c.topic for c in bag.reader.connections}
+        cameras = [CameraOptions(n, t, _label_topic(args, t, in_bag)) for n, t in topics]
         options = ReplayOptions(
             bag=args.bag,
-            image_topic=args.image_topic,
-            label_topic=label_topic,
+            cameras=cameras,
             out=args.out,
             rate=None if args.max_rate else args.rate,
             label_map=label_map,
@@ -328,11 +390,8 @@ def evaluate(args: argparse.Namespace) -> int:
         if bag.note:
             print(f"warning: {bag.note}")
         pace = "max rate" if options.rate is None else f"recorded rate x{options.rate:g}"
-        labels = f"labels from {label_topic}" if label_topic else "no labels"
-        print(
-            f"replaying {replay.result.in_bag} frames of {args.image_topic} ({labels}), {pace}",
-            flush=True,
-        )
+        plan = "; ".join(_plan(c) for c in replay.result.cameras.values())
+        print(f"replaying {plan}, {pace}", flush=True)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             result = replay.run()

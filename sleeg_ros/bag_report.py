@@ -1,5 +1,10 @@
 """`sleeg bag eval`'s report: report.json, report.md, frames.csv, a latency plot and a contact
-sheet."""
+sheet.
+
+The figures of a camera (frames, node counters, latency, throughput, metrics) form one section:
+for a single unnamed camera it is merged into the top level of report.json (the layout of the
+single-camera replay), for named cameras it goes under `"cameras": {name: section}`.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,9 @@ import numpy as np
 from sleeg_core.bags import TYPESTORE, BagHandle, decode_image, header_stamp, open_bag
 from sleeg_core.errors import SleegError
 from sleeg_core.image_msgs import image_to_array, image_to_rgb
-from sleeg_core.plots import plot_contact_sheet, plot_latency
+from sleeg_core.plots import LatencySeries, plot_contact_sheet, plot_latency
 from sleeg_core.visualize import heatmap, score_overlay, score_range
-from sleeg_ros.bag_replay import IMAGE, SCORE, ReplayResult, SentFrame
+from sleeg_ros.bag_replay import FRAME_OUTPUTS, IMAGE, SCORE, CameraResult, ReplayResult, SentFrame
 
 COUNTERS = ("frames_in", "processed", "dropped", "bad_frames")
 TIMINGS = ("inference_ms_p50", "processing_ms_p50", "latency_ms_p50", "latency_ms_p95")
@@ -38,7 +43,7 @@ def stats_ms(seconds: list[float]) -> dict[str, float | int] | None:
 
 def frame_latency(frame: SentFrame, expected: tuple[str, ...]) -> float | None:
     """Send → arrival of the frame's last expected output (s); None unless all arrived."""
-    if not expected or not all(t in frame.arrivals for t in expected):
+    if not expected or not frame.answered(expected):
         return None
     return max(frame.arrivals[t] for t in expected) - frame.sent
 
@@ -51,8 +56,9 @@ def _number(text: str) -> float | int | None:
     return int(value) if value.is_integer() and "." not in text else value
 
 
-def node_counts(res: ReplayResult) -> dict | None:
-    """The node's own counters over the replay (final status − status after warm-up)."""
+def node_counts(res: CameraResult) -> dict | None:
+    """The node's own counters of a camera over the replay (final status − status after
+    warm-up)."""
     if res.baseline is None or res.final is None:
         return None
     out: dict[str, float | int | None] = {}
@@ -71,11 +77,11 @@ def node_counts(res: ReplayResult) -> dict | None:
     return out
 
 
-def metrics_report(res: ReplayResult) -> dict | None:
-    """AP / AUROC / FPR95 of the recorded anomaly/score images against the bag's labels."""
+def metrics_report(res: CameraResult) -> dict | None:
+    """AP / AUROC / FPR95 of a camera's anomaly/score images against its labels in the bag."""
     if res.options.label_topic is None:
         return None
-    rec = res.recorder
+    rec = res.scorer
     out: dict = {
         "label_topic": res.options.label_topic,
         "labels_read": res.labels,
@@ -92,9 +98,8 @@ def metrics_report(res: ReplayResult) -> dict | None:
     return out
 
 
-def build_report(res: ReplayResult) -> dict:
-    """Everything `sleeg bag eval` measured, as one JSON-able dict."""
-    opt = res.options
+def camera_report(res: CameraResult) -> dict:
+    """One camera's section: topics, frames, node counters, latency, throughput, metrics."""
     frames = res.frames
     answered = [f for f in frames if f.arrivals]
     latencies = [lat for f in frames if (lat := frame_latency(f, res.expected)) is not None]
@@ -102,24 +107,9 @@ def build_report(res: ReplayResult) -> dict:
     wall = (max(arrivals) - frames[0].sent) if arrivals else 0.0
     sending = frames[-1].sent - frames[0].sent if len(frames) > 1 else 0.0
     return {
-        "bag": str(opt.bag),
-        "bag_note": res.bag_note or None,
-        "image_topic": opt.image_topic,
-        "label_topic": opt.label_topic,
-        "mode": "max-rate" if opt.rate is None else f"recorded rate x{opt.rate:g}",
-        "complete": not res.problems,
-        "problems": res.problems,
-        "warnings": [],
-        "node": {
-            "started": not opt.attach,
-            "namespace": opt.namespace,
-            "params_file": str(opt.params_file) if opt.params_file else None,
-            "overrides": opt.overrides,
-            "pid": res.node_pid,
-            "exit_code": res.node_exit,
-            "log": str(opt.out / "node.log") if not opt.attach else None,
-            "outputs_per_frame": list(res.expected),
-        },
+        "image_topic": res.options.image_topic,
+        "label_topic": res.options.label_topic,
+        "outputs_per_frame": list(res.expected),
         "frames": {
             "in_bag": res.in_bag,
             "read": res.read,
@@ -147,29 +137,88 @@ def build_report(res: ReplayResult) -> dict:
             "wall_s": round(wall, 3),
         },
         "metrics": metrics_report(res),
-        "outputs": {
-            "bag": str(opt.out / "outputs") if opt.record else None,
-            "file": str(opt.out / "outputs" / "outputs.mcap") if opt.record else None,
-            "messages": dict(res.recorder.counts),
-            "recorder_error": res.recorder.error or None,
+    }
+
+
+def output_counts(res: ReplayResult) -> dict[str, int]:
+    """Messages received per output topic: by full topic, or for a single unnamed camera by
+    output name (`anomaly/score`, `/diagnostics`) as the single-camera report has them."""
+    counts = res.recorder.counts
+    if res.options.named:
+        return dict(counts)
+    (camera,) = res.cameras.values()
+    names = {full: short for short, full in camera.topics.items()}
+    return {names.get(topic, topic): n for topic, n in counts.items()}
+
+
+def build_report(res: ReplayResult) -> dict:
+    """Everything `sleeg bag eval` measured, as one JSON-able dict."""
+    opt = res.options
+    sections = {name: camera_report(camera) for name, camera in res.cameras.items()}
+    report = {
+        "bag": str(opt.bag),
+        "bag_note": res.bag_note or None,
+        "mode": "max-rate" if opt.rate is None else f"recorded rate x{opt.rate:g}",
+        "complete": not res.problems,
+        "problems": res.problems,
+        "warnings": [],
+        "node": {
+            "started": not opt.attach,
+            "namespace": opt.namespace,
+            "params_file": str(opt.params_file) if opt.params_file else None,
+            "overrides": opt.overrides,
+            "pid": res.node_pid,
+            "exit_code": res.node_exit,
+            "log": str(opt.out / "node.log") if not opt.attach else None,
         },
     }
+    if opt.named:
+        report["cameras"] = sections
+    else:
+        section = sections[""]
+        report["node"]["outputs_per_frame"] = section.pop("outputs_per_frame")
+        report.update(section)
+    report["outputs"] = {
+        "bag": str(opt.out / "outputs") if opt.record else None,
+        "file": str(opt.out / "outputs" / "outputs.mcap") if opt.record else None,
+        "messages": output_counts(res),
+        "recorder_error": res.recorder.error or None,
+    }
+    return report
+
+
+def camera_sections(report: dict) -> dict[str, dict]:
+    """Camera name → its section of the report ("" → the report itself for a single unnamed
+    camera)."""
+    return report.get("cameras") or {"": report}
 
 
 # ---------------------------------------------------------------- pictures
 
 
+def first_sent(res: ReplayResult) -> float | None:
+    """time.monotonic() of the first frame sent (None: none was)."""
+    return min((c.frames[0].sent for c in res.cameras.values() if c.frames), default=None)
+
+
 def write_latency_plot(res: ReplayResult, report: dict, path: Path) -> Path | None:
-    frames = res.frames
-    if not frames:
+    """Each camera's frame latency over the replay, one line per camera."""
+    t0 = first_sent(res)
+    if t0 is None:
         return None
-    t0 = frames[0].sent
-    done = np.array(
-        [(f.sent - t0, lat) for f in frames if (lat := frame_latency(f, res.expected)) is not None]
-    ).reshape(-1, 2)
-    lost = np.array([f.sent - t0 for f in frames if not f.arrivals])
-    node = report["node_status"] or {}
-    return plot_latency(done[:, 0], done[:, 1] * 1e3, lost, path, node.get("latency_ms_p50"))
+    sections, series = camera_sections(report), {}
+    for name, camera in res.cameras.items():
+        done = np.array(
+            [
+                (f.sent - t0, lat)
+                for f in camera.frames
+                if (lat := frame_latency(f, camera.expected)) is not None
+            ]
+        ).reshape(-1, 2)
+        lost = np.array([f.sent - t0 for f in camera.frames if not f.arrivals])
+        node = sections[name]["node_status"] or {}
+        series[name] = LatencySeries(done[:, 0], done[:, 1] * 1e3, lost, node.get("latency_ms_p50"))
+    return plot_latency(series, path)
 
 
 def _pick(frames: list[SentFrame], n: int) -> list[SentFrame]:
@@ -188,24 +237,38 @@ def _tile(image: np.ndarray) -> np.ndarray:
 
 
 def write_contact_sheet(res: ReplayResult, bag: BagHandle, path: Path, n: int = 6) -> Path | None:
-    """Overlays of up to `n` frames spread over the replay, read back from the outputs bag;
-    where the node published no overlay (no threshold), the input with the score heat map."""
-    done = [f for f in res.frames if frame_latency(f, res.expected) is not None]
-    chosen = {f.stamp: f for f in _pick(done, n)}
-    if not res.options.record or not chosen or not ({"overlay", SCORE} & set(res.expected)):
+    """Overlays of up to `n` frames per camera spread over the replay, read back from the
+    outputs bag; where the node published no overlay (no threshold), the input with the score
+    heat map."""
+    if not res.options.record:
         return None
-    found: dict[str, dict[int, object]] = {"overlay": {}, SCORE: {}}
-    outputs = open_bag(res.options.out / "outputs").reader
+    tiles = []
+    for camera in res.cameras.values():
+        tiles += _camera_tiles(camera, res.options.out / "outputs", bag, n)
+    return plot_contact_sheet(tiles, path) if tiles else None
+
+
+def _camera_tiles(
+    camera: CameraResult, outputs_bag: Path, bag: BagHandle, n: int
+) -> list[tuple[str, np.ndarray]]:
+    """(title, picture) of up to `n` of the camera's answered frames."""
+    done = [f for f in camera.frames if frame_latency(f, camera.expected) is not None]
+    chosen = {f.stamp: f for f in _pick(done, n)}
+    if not chosen or not ({"overlay", SCORE} & set(camera.expected)):
+        return []
+    kinds = {camera.topics[k]: k for k in ("overlay", SCORE)}  # full topic → output
+    found: dict[str, dict[int, object]] = {k: {} for k in kinds.values()}
+    outputs = open_bag(outputs_bag).reader
     try:
-        conns = [c for c in outputs.connections if c.topic.endswith(tuple(found))]
+        conns = [c for c in outputs.connections if c.topic in kinds]
         for conn, _t, raw in outputs.messages(connections=conns):
             stamp = header_stamp(raw)
-            kind = "overlay" if conn.topic.endswith("overlay") else SCORE
             if stamp in chosen:
-                found[kind][stamp] = TYPESTORE.deserialize_cdr(raw, IMAGE)
+                found[kinds[conn.topic]][stamp] = TYPESTORE.deserialize_cdr(raw, IMAGE)
     finally:
         outputs.close()
-    inputs = {} if found["overlay"].keys() >= chosen.keys() else _input_frames(res, bag, chosen)
+    complete = found["overlay"].keys() >= chosen.keys()
+    inputs = {} if complete else _input_frames(camera, bag, chosen)
     tiles = []
     for stamp, frame in chosen.items():
         if stamp in found["overlay"]:
@@ -217,18 +280,19 @@ def write_contact_sheet(res: ReplayResult, bag: BagHandle, path: Path, n: int = 
             picture = heatmap(score, lo, hi) if rgb is None else score_overlay(rgb, score, lo, hi)
         else:
             continue
-        latency = frame_latency(frame, res.expected) or math.nan
-        tiles.append((f"frame {frame.index}  ({1e3 * latency:.0f} ms)", _tile(picture)))
-    return plot_contact_sheet(tiles, path) if tiles else None
+        latency = frame_latency(frame, camera.expected) or math.nan
+        who = f"{camera.options.name}: " if camera.options.name else ""
+        tiles.append((f"{who}frame {frame.index}  ({1e3 * latency:.0f} ms)", _tile(picture)))
+    return tiles
 
 
 def _input_frames(
-    res: ReplayResult, bag: BagHandle, chosen: dict[int, SentFrame]
+    camera: CameraResult, bag: BagHandle, chosen: dict[int, SentFrame]
 ) -> dict[int, np.ndarray]:
     """The chosen frames' input images (bag stamp → RGB), read from the bag again."""
     wanted = {f.bag_stamp for f in chosen.values()}
     out: dict[int, np.ndarray] = {}
-    conns = [c for c in bag.reader.connections if c.topic == res.options.image_topic]
+    conns = [c for c in bag.reader.connections if c.topic == camera.options.image_topic]
     try:
         for conn, _t, raw in bag.reader.messages(connections=conns):
             stamp = header_stamp(raw)
@@ -242,20 +306,24 @@ def _input_frames(
 
 
 def write_frames_csv(res: ReplayResult, path: Path) -> Path:
-    """One row per sent frame: stamps, send time and the latency of each output (ms)."""
-    t0 = res.frames[0].sent if res.frames else 0.0
+    """One row per sent frame in send order: stamps, send time and the latency of each output
+    (ms); with named cameras the camera's name first."""
+    named = res.options.named
+    outputs = [t for t in FRAME_OUTPUTS if any(t in c.expected for c in res.cameras.values())]
+    sent = sorted(
+        ((name, c, f) for name, c in res.cameras.items() for f in c.frames),
+        key=lambda item: item[2].sent,
+    )
+    t0 = first_sent(res) or 0.0
     with path.open("w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(
-            ["index", "bag_stamp_ns", "sent_stamp_ns", "sent_s", "frame_ms", *res.expected]
-        )
-        for fr in res.frames:
+        header = ["index", "bag_stamp_ns", "sent_stamp_ns", "sent_s", "frame_ms", *outputs]
+        out.writerow(["camera", *header] if named else header)
+        for name, camera, fr in sent:
             row = [fr.index, fr.bag_stamp, fr.stamp, f"{fr.sent - t0:.4f}"]
-            row.append(_ms(frame_latency(fr, res.expected)))
-            row += [
-                _ms(fr.arrivals[t] - fr.sent if t in fr.arrivals else None) for t in res.expected
-            ]
-            out.writerow(row)
+            row.append(_ms(frame_latency(fr, camera.expected)))
+            row += [_ms(fr.arrivals[t] - fr.sent if t in fr.arrivals else None) for t in outputs]
+            out.writerow([name, *row] if named else row)
     return path
 
 
@@ -275,22 +343,53 @@ def _fmt(value: object, digits: int = 1) -> str:
 
 
 def report_markdown(report: dict) -> str:
-    """report.md: the numbers a person reads first."""
-    fr, node = report["frames"], report["node_status"]
-    lines = [
-        f"# sleeg bag eval: {report['bag']}",
-        "",
-        f"- image topic `{report['image_topic']}`, labels "
-        + (f"`{report['label_topic']}`" if report["label_topic"] else "none"),
+    """report.md: the numbers a person reads first (named cameras: a section each)."""
+    named = "cameras" in report
+    node = report["node"]
+    lines = [f"# sleeg bag eval: {report['bag']}", ""]
+    if not named:
+        lines.append(_topics_line(report))
+    lines.append(
         f"- mode: {report['mode']}; node "
-        + ("started here" if report["node"]["started"] else "attached")
-        + f", outputs per frame: {', '.join(report['node']['outputs_per_frame']) or 'none'}",
-    ]
+        + ("started here" if node["started"] else "attached")
+        + (
+            f", cameras: {', '.join(report['cameras'])}"
+            if named
+            else f", outputs per frame: {', '.join(node['outputs_per_frame']) or 'none'}"
+        )
+    )
     if report["problems"]:
         lines += ["", "**Incomplete run:**", *(f"- {p}" for p in report["problems"])]
+    if named:
+        for name, section in report["cameras"].items():
+            outputs = ", ".join(section["outputs_per_frame"]) or "none"
+            lines += ["", f"## Camera `{name}`", "", _topics_line(section)]
+            lines += [f"- outputs per frame: {outputs}", *_camera_markdown(section, "###")]
+    else:
+        lines += _camera_markdown(report, "##")
+    out = report["outputs"]
+    where = (
+        f"recorded in `{out['bag']}` (rosbag2, MCAP)" if out["bag"] else "received (not recorded)"
+    )
     lines += [
         "",
-        "## Frames",
+        f"Outputs {where}: " + ", ".join(f"{t} {n}" for t, n in sorted(out["messages"].items())),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _topics_line(section: dict) -> str:
+    labels = f"`{section['label_topic']}`" if section["label_topic"] else "none"
+    return f"- image topic `{section['image_topic']}`, labels {labels}"
+
+
+def _camera_markdown(section: dict, heading: str) -> list[str]:
+    """A camera's frames, latency and metrics, under `heading`-level titles."""
+    fr, node = section["frames"], section["node_status"]
+    lines = [
+        "",
+        f"{heading} Frames",
         "",
         "| | count |",
         "|---|---:|",
@@ -309,10 +408,10 @@ def report_markdown(report: dict) -> str:
             f"| node: bad frames | {_fmt(node['bad_frames'])} |",
         ]
     lines += [f"- skipped: {why} ({n})" for why, n in fr["skipped_reasons"].items()]
-    lat = report["latency_ms"]
+    lat = section["latency_ms"]
     lines += [
         "",
-        "## Latency (ms, publish → output arrival, by header stamp)",
+        f"{heading} Latency (ms, publish → output arrival, by header stamp)",
         "",
         "| output | median | p95 | max | frames |",
         "|---|---:|---:|---:|---:|",
@@ -331,36 +430,30 @@ def report_markdown(report: dict) -> str:
         )
     else:
         lines.append("\nNo node status before and after the replay: node counters unavailable.")
-    tp = report["throughput"]
+    tp = section["throughput"]
     lines += [
         "",
         f"Throughput: {_fmt(tp['processed_fps'], 2)} frames/s processed, "
         f"{_fmt(tp['sent_fps'], 2)} frames/s sent, over {tp['wall_s']:.1f} s.",
     ]
-    m = report["metrics"]
-    if m:
-        lines += ["", f"## Anomaly metrics (labels on `{m['label_topic']}`)", ""]
-        if "error" in m:
-            lines.append(f"Not computed: {m['error']}")
-        else:
-            lines += [
-                "| AP ↑ | AUROC ↑ | FPR95 ↓ | frames | valid pixels | anomalous |",
-                "|---:|---:|---:|---:|---:|---:|",
-                f"| {100 * m['ap']:.2f} | {100 * m['auroc']:.2f} | {100 * m['fpr95']:.2f} "
-                f"| {m['frames_scored']} | {m['n_pixels']:,} | "
-                f"{m['n_anomaly'] / m['n_pixels']:.2%} |",
-            ]
-        lines += [f"- label problem: {why} ({n})" for why, n in m["label_problems"].items()]
-    out = report["outputs"]
-    where = (
-        f"recorded in `{out['bag']}` (rosbag2, MCAP)" if out["bag"] else "received (not recorded)"
-    )
-    lines += [
-        "",
-        f"Outputs {where}: " + ", ".join(f"{t} {n}" for t, n in sorted(out["messages"].items())),
-        "",
-    ]
-    return "\n".join(lines)
+    return lines + _metrics_markdown(section["metrics"], heading)
+
+
+def _metrics_markdown(m: dict | None, heading: str) -> list[str]:
+    if not m:
+        return []
+    lines = ["", f"{heading} Anomaly metrics (labels on `{m['label_topic']}`)", ""]
+    if "error" in m:
+        lines.append(f"Not computed: {m['error']}")
+    else:
+        lines += [
+            "| AP ↑ | AUROC ↑ | FPR95 ↓ | frames | valid pixels | anomalous |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {100 * m['ap']:.2f} | {100 * m['auroc']:.2f} | {100 * m['fpr95']:.2f} "
+            f"| {m['frames_scored']} | {m['n_pixels']:,} | "
+            f"{m['n_anomaly'] / m['n_pixels']:.2%} |",
+        ]
+    return lines + [f"- label problem: {why} ({n})" for why, n in m["label_problems"].items()]
 
 
 def write_report(res: ReplayResult, bag: BagHandle, sheet_frames: int = 6) -> dict:
