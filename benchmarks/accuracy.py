@@ -9,7 +9,9 @@ Protocol v2 (docs/accuracy.md):
   CPU cores, ≤ 45 min with the evaluation; "gpu": one ≤ 10-minute call on a lent GPU, from every
   5th frame (529 frames, ~32 MB) since that machine carries at most 64 MiB);
 - evaluation: Road Anomaly, RoadAnomaly21 val, RoadObstacle21 val (off-road void) and Fishyscapes
-  Static val at native resolution, all valid pixels pooled; SLEEG (and its TAE/TORE terms)
+  Static val, the network run as the node runs it (1024×512, aspect kept and padded; `--size
+  native` runs it at each image's own size), the scores scored at the labels' native resolution,
+  all valid pixels pooled; SLEEG (and its TAE/TORE terms)
   against msp, maxlogit, entropy, energy and sml (SML statistics from 100 training frames).
   One head and one config per segmentor for every set.
 
@@ -34,8 +36,10 @@ from pathlib import Path
 import torch
 
 from sleeg_core.cli import main as sleeg_main
+from sleeg_core.commands import NODE_SIZE
 from sleeg_core.config import from_dict, load_config, to_dict
 from sleeg_core.errors import SleegError
+from sleeg_core.geometry import RESIZE_MODES
 from sleeg_core.headfile import HeadFile
 from sleeg_core.trainer import TrainConfig, Trainer
 
@@ -111,7 +115,7 @@ def evaluate(args: argparse.Namespace, head: Path) -> int:
     argv += ["--tta", args.tta]
     if args.smoke:
         argv += ["--size", SMOKE_EVAL_SIZE, "--examples", "1"]
-    elif args.size:
+    else:
         argv += ["--size", args.size, "--resize-mode", args.resize_mode]
     return sleeg_main(argv)
 
@@ -160,9 +164,12 @@ def main() -> int:
     parser.add_argument("--tta", choices=("none", "flip"), default="none", help="sleeg eval --tta")
     parser.add_argument(
         "--size",
-        help="inference size HxW (sleeg eval --size; default: native), e.g. 512x1024 as the node",
+        default=NODE_SIZE,
+        help=f"inference size HxW or native (sleeg eval --size; default {NODE_SIZE}, the node's)",
     )
-    parser.add_argument("--resize-mode", choices=("stretch", "pad", "crop"), default="pad")
+    parser.add_argument(
+        "--resize-mode", choices=RESIZE_MODES, default="pad", help="default pad, the node's"
+    )
     parser.add_argument("--smoke", action="store_true", help="a few tiny steps: does it run?")
     parser.add_argument(
         "--threads",
@@ -213,8 +220,8 @@ def main() -> int:
         "cpu_count": os.cpu_count(),
         "torch_threads": args.threads,
         "tta": args.tta,
-        "inference_size": args.size or "native",
-        "resize_mode": args.resize_mode if args.size else None,
+        "inference_size": args.size,
+        "resize_mode": None if args.size == "native" else args.resize_mode,
     }
     results["wall_s"] = {"train": t_train, "eval": t_eval, "total": t_train + t_eval}
     results["verdict"] = verdict(results, "sleeg")

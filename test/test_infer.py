@@ -57,6 +57,7 @@ def test_real_enet_colour_map_matches_cityscapes_ground_truth(tmp_path):
     gt = shared_path("driving", "frankfurt_000001_058914_gtFine_color.png")
     out = tmp_path / "out"
     args = ["--segmentor", "enet", "--weights", str(weights), "--device", "cpu"]
+    args += ["--size", "native"]  # 2048×1024: the resolution ENet was trained and checked at
     assert sleeg(["infer", *args, "--input", str(frame), "--out", str(out)]) == 0
     pred = cv2.imread(str(out / f"{frame.stem}_labels.png"), cv2.IMREAD_UNCHANGED)
     truth = color_to_train_ids(cv2.imread(str(gt))[..., ::-1])

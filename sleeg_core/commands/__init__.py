@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from sleeg_core.export import parse_size
+from sleeg_core.geometry import RESIZE_MODES
 from sleeg_core.segmentors import segmentor_names
+
+NODE_SIZE = "512x1024"  # the node's default inference_height × inference_width
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -21,3 +25,25 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--head", help="trained OoD head: a file, or a shipped head's name")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def add_size_args(parser: argparse.ArgumentParser) -> None:
+    """--size and --resize-mode: where the network runs, by default as the node runs it."""
+    parser.add_argument(
+        "--size",
+        default=NODE_SIZE,
+        help=f"inference size HxW, or 'native' for each image's own size (default {NODE_SIZE}: "
+        "the node's default inference size; outputs are always at the image's size)",
+    )
+    parser.add_argument(
+        "--resize-mode",
+        default="pad",
+        choices=RESIZE_MODES,
+        help="how an image is fitted to --size (default pad: the node's default; pad and crop "
+        "keep the aspect)",
+    )
+
+
+def parse_inference_size(text: str) -> tuple[int, int] | None:
+    """--size: 'native' → None, else HxW as `sleeg_core.export.parse_size` reads it."""
+    return None if text.lower() == "native" else parse_size(text)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sleeg_core.commands import add_model_args
+from sleeg_core.commands import add_model_args, add_size_args, parse_inference_size
 from sleeg_core.datasets import open_dataset
 from sleeg_core.errors import SleegError
 from sleeg_core.estimators import HEAD_SCORES, score_names
@@ -17,7 +17,6 @@ from sleeg_core.evaluation import (
     results_table,
     sml_statistics_from_images,
 )
-from sleeg_core.geometry import RESIZE_MODES
 from sleeg_core.inference import TTA_MODES, load_segmenter
 from sleeg_core.plots import plot_curves, plot_examples
 
@@ -62,14 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--lam", type=float, help="λ of the 'sleeg' score (default: the head file's)"
     )
-    parser.add_argument("--size", help="inference size HxW, e.g. 512x1024 (default: native)")
-    parser.add_argument(
-        "--resize-mode",
-        default="stretch",
-        choices=RESIZE_MODES,
-        help="with --size: how a frame is fitted (pad/crop keep the aspect, as the node's "
-        "resize_mode); scores are scored at the label's resolution",
-    )
+    add_size_args(parser)
     parser.add_argument(
         "--tta",
         default="none",
@@ -80,16 +72,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--examples", type=int, default=3, help="overlay rows per dataset")
     parser.add_argument("--out", required=True, type=Path)
     parser.set_defaults(run=run)
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as err:
-        raise SleegError(f"--size must look like 512x1024, got '{text}'") from err
-    return h, w
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if not sep:
             raise SleegError(f"--dataset must be NAME=PATH, got '{item}'")
         datasets.append((name, open_dataset(path, args.label_map)))
-    size = parse_size(args.size)
+    size = parse_inference_size(args.size)
     model, _ = load_segmenter(args.segmentor, args.weights, args.head, args.device)
     if args.lam is not None:
         model.lam = args.lam

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sleeg_core.cityscapes import colorize
-from sleeg_core.commands import add_model_args
+from sleeg_core.commands import add_model_args, add_size_args, parse_inference_size
 from sleeg_core.errors import SleegError
 from sleeg_core.images import list_images, read_rgb, to_batch, write_rgb
 from sleeg_core.inference import TTA_MODES, load_segmenter
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "<stem>_overlay.png.",
     )
     add_model_args(parser)
+    add_size_args(parser)
     parser.add_argument("--input", required=True, type=Path, help="an image or a folder")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
@@ -40,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model, head_file = load_segmenter(args.segmentor, args.weights, args.head, args.device)
     model.tta = args.tta
+    size = parse_inference_size(args.size)
     device = next(model.parameters()).device
     paths = [args.input] if args.input.is_file() else list_images(args.input)
     if not paths:
@@ -54,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"skipped: {err}")
             failed += 1
             continue
-        pred = model(to_batch(image, device), scores=scores)
+        pred = model(
+            to_batch(image, device), scores=scores, size=size, resize_mode=args.resize_mode
+        )
         labels = pred.train_ids[0].cpu().numpy()
         stem = args.out / path.stem
         cv2.imwrite(f"{stem}_labels.png", labels)
