@@ -102,6 +102,13 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("cpu_threads", 0, "PyTorch CPU threads (0: its default)", int_range=(0, 256)),
     Param(
+        "max_batch",
+        0,
+        "with several cameras: at most this many frames (of one size) per forward pass; 0: auto "
+        "(all of a round on CUDA, 1 on the CPU, where batching was measured slower)",
+        int_range=(0, 64),
+    ),
+    Param(
         "inference_width", 1024, "inference width in pixels (0: native size)", int_range=(0, 8192)
     ),
     Param("inference_height", 512, "inference height in pixels (0: native)", int_range=(0, 8192)),

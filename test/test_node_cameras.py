@@ -72,7 +72,8 @@ def start(env, tiny_model, *extra: str):
 
 def test_three_cameras_each_output_carries_its_own_input_header(domain, tiny_model):
     env, domain_id = domain
-    proc = start(env, tiny_model, "right.threshold:=1000000.0")
+    # max_batch 3: front and left (one size) run as one batch, as on CUDA (the CPU's auto is 1)
+    proc = start(env, tiny_model, "right.threshold:=1000000.0", "max_batch:=3")
     probe = CameraProbe(domain_id, FRAME_OUTPUTS)
     try:
         assert probe.wait_for(probe.matched, 60), "the node never matched every camera topic"
