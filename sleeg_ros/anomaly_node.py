@@ -187,7 +187,9 @@ class AnomalyNode(LifecycleNode):
         self.device: torch.device | None = None
         self.offloaded = False  # deactivate moved the model off its CUDA device
         # active (activate → deactivate): the inputs, the worker threads and the counters
-        self.workers: list[threading.Thread] = []  # inference, then publishing
+        self.cpu_cores = torch.get_num_threads()  # PyTorch's default, before configure sets it
+        self.n_inference = 1  # inference threads (configure decides)
+        self.workers: list[threading.Thread] = []  # inference threads, then the publishing one
         self.outbox: queue.Queue[list[Job] | None] = queue.Queue(maxsize=1)
         self.stopping = threading.Event()
         self.slots: LatestFrames[str, Frame] = LatestFrames(c.name for c in self.cameras)
@@ -319,12 +321,11 @@ class AnomalyNode(LifecycleNode):
                     f"parameter '{name}': '{camera.transport}' is not one of "
                     f"{', '.join(IMAGE_TRANSPORTS)}"
                 )
-        if self.param("cpu_threads") > 0:
-            torch.set_num_threads(self.param("cpu_threads"))
         w, h = self.param("inference_width"), self.param("inference_height")
         self.size = (h, w) if w > 0 and h > 0 else None
         if self.param("onnx_model"):
-            self.model = self._load_onnx(self.param("onnx_model"))
+            self.n_inference, threads = self._inference_threads(cuda=False)
+            self.model = self._load_onnx(self.param("onnx_model"), threads)
             self.head_threshold, self.score_stats = self.model.threshold, self.model.score_stats
             self.device, self.size = torch.device("cpu"), self.model.size
             model_name = f"{self.model.segmentor_name} graph (ONNX Runtime)"
@@ -339,6 +340,8 @@ class AnomalyNode(LifecycleNode):
             self.device = next(self.model.parameters()).device
             if self.param("half_precision") and self.device.type == "cuda":  # ignored on CPU
                 self.model.convert_networks(torch.float16)
+            self.n_inference, threads = self._inference_threads(self.device.type == "cuda")
+            torch.set_num_threads(threads)
             model_name = self.model.segmentor.info.name
         self.score_name = self.param("score")
         # auto: a round's frames of one size in one batch on CUDA; one at a time on the CPU,
@@ -378,11 +381,14 @@ class AnomalyNode(LifecycleNode):
             camera.health, camera.last_stamp_ns = HealthMonitor(self.limits), None
             camera.subscription = self._subscription(camera, qos)
         self.stopping = threading.Event()
-        self.outbox = queue.Queue(maxsize=1)
+        self.outbox = queue.Queue(maxsize=self.n_inference)
         self.workers = [
-            threading.Thread(target=self._run, name="sleeg-inference", daemon=True),
-            threading.Thread(target=self._run_publisher, name="sleeg-publish", daemon=True),
+            threading.Thread(target=self._run, name=f"sleeg-inference-{i}", daemon=True)
+            for i in range(self.n_inference)
         ]
+        self.workers.append(
+            threading.Thread(target=self._run_publisher, name="sleeg-publish", daemon=True)
+        )
         for worker in self.workers:
             worker.start()
 
@@ -394,10 +400,11 @@ class AnomalyNode(LifecycleNode):
                 self.destroy_subscription(camera.subscription)
                 camera.subscription = None
         if self.workers:  # they finish their frames: nothing publishes after this
-            inference, publisher = self.workers
+            *inference, publisher = self.workers
             self.stopping.set()
             self.slots.close()
-            inference.join()  # its last round handed over
+            for worker in inference:
+                worker.join()  # its last round handed over
             self.outbox.put(None)
             publisher.join()
             self.workers = []
@@ -542,7 +549,18 @@ class AnomalyNode(LifecycleNode):
             )
         return model.to(device).eval(), head_file
 
-    def _load_onnx(self, path: str) -> OnnxSegmenter:
+    def _inference_threads(self, cuda: bool) -> tuple[int, int]:
+        """(inference threads, CPU threads each computes with). Auto (inference_threads 0): one
+        on CUDA or with compile_mode; on the CPU one per camera up to the cores (or cpu_threads),
+        each with its share of them — as many single-threaded processes would run, without a
+        copy of the model each."""
+        cores = self.param("cpu_threads") or self.cpu_cores
+        n = self.param("inference_threads")
+        if n == 0:
+            n = 1 if cuda or self.param("compile_mode") else min(len(self.cameras), cores)
+        return n, max(1, cores // n)
+
+    def _load_onnx(self, path: str, threads: int) -> OnnxSegmenter:
         """An exported graph on ONNX Runtime (CPU): the PyTorch-only parameters must be off, and
         the graph fixes the score and the inference size."""
         used = {
@@ -557,7 +575,7 @@ class AnomalyNode(LifecycleNode):
                 f"unset {names} (or unset onnx_model for PyTorch)"
             )
         try:
-            model = OnnxSegmenter(path, self.param("cpu_threads"))
+            model = OnnxSegmenter(path, threads)
         except SleegError as err:
             raise StartupError(f"parameter 'onnx_model': {err}") from err
         if self.param("score") not in model.available_scores():
@@ -711,9 +729,12 @@ class AnomalyNode(LifecycleNode):
 
     # ------------------------------------------------------------------ inference and publishing
     def _run(self) -> None:
+        """An inference thread: with one, each round takes every waiting camera's frame; with
+        several, each takes the `max_batch` cameras that waited longest."""
         cameras = {c.name: c for c in self.cameras}
+        limit = 0 if self.n_inference == 1 else self.max_batch
         while not self.stopping.is_set():
-            taken = self.slots.take_all(timeout=0.2)
+            taken = self.slots.take_all(timeout=0.2, limit=limit)
             if taken:
                 self._process_round([(cameras[name], frame) for name, frame in taken])
 

@@ -100,7 +100,21 @@ PARAMS: tuple[Param, ...] = (
         "torch.compile segmentor + head + score as one: '' (off) | default | reduce-overhead "
         "(+ CUDA graphs) | max-autotune; compiled by configure for the inference size",
     ),
-    Param("cpu_threads", 0, "PyTorch CPU threads (0: its default)", int_range=(0, 256)),
+    Param(
+        "cpu_threads",
+        0,
+        "CPU threads for inference (PyTorch or ONNX Runtime), shared by the inference threads; "
+        "0: PyTorch's default (the cores)",
+        int_range=(0, 256),
+    ),
+    Param(
+        "inference_threads",
+        0,
+        "threads running the model, each on its own cameras' frames; 0: auto (1 on CUDA or "
+        "with compile_mode; on the CPU one per camera up to the cores, each with its share of "
+        "the cores)",
+        int_range=(0, 64),
+    ),
     Param(
         "max_batch",
         0,

@@ -45,3 +45,16 @@ def test_take_all_waits_for_a_frame_and_close_releases_it():
     slots.close()
     t.join(timeout=2)
     assert not t.is_alive() and got[-1] == []
+
+
+def test_a_limit_takes_the_cameras_that_waited_longest():
+    slots: LatestFrames[str, int] = LatestFrames(["a", "b", "c"])
+    slots.put("b", 1)
+    slots.put("c", 2)
+    slots.put("a", 3)
+    slots.put("b", 4)  # replaces b's frame: b still waits since its first put
+    assert slots.take_all(timeout=0, limit=2) == [("b", 4), ("c", 2)]
+    slots.put("c", 5)
+    assert slots.take_all(timeout=0, limit=1) == [("a", 3)]
+    assert slots.take_all(timeout=0, limit=1) == [("c", 5)]
+    assert slots.take_all(timeout=0, limit=1) == []
