@@ -26,7 +26,6 @@ import copy
 import gc
 import math
 import queue
-import re
 import signal
 import threading
 import time
@@ -87,7 +86,7 @@ from sleeg_ros.conversions import array_to_image
 from sleeg_ros.frame_slot import LatestFrames
 from sleeg_ros.health import HealthMonitor, Level, Limits, Timings
 from sleeg_ros.msg import AnomalyObstacle, AnomalyObstacleArray
-from sleeg_ros.parameters import CAMERA_PARAMS, IMAGE_TRANSPORTS, PARAMS
+from sleeg_ros.parameters import CAMERA_NAME, CAMERA_PARAMS, IMAGE_TRANSPORTS, PARAMS
 
 OUTPUT_QOS = QoSProfile(depth=2, reliability=QoSReliabilityPolicy.RELIABLE)
 OVERRIDABLE = {k.name.lower() for k in QoSOverridingOptions.with_default_policies().policy_kinds}
@@ -102,7 +101,6 @@ OUTPUTS: dict[str, tuple[type, str]] = {  # output: message type, topic
     "overlay": (Image, "overlay"),
 }
 SUCCESS = TransitionCallbackReturn.SUCCESS
-CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # one ROS name token
 
 
 class StartupError(Exception):

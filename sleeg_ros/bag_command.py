@@ -29,11 +29,11 @@ from sleeg_core.errors import SleegError
 from sleeg_core.images import list_images, read_label, read_rgb
 from sleeg_ros.bag_replay import CameraOptions, CameraResult, Replay, ReplayOptions
 from sleeg_ros.bag_report import write_report
+from sleeg_ros.parameters import CAMERA_NAME
 
 PROJECT_LABELS = "0:0,1:1,255:255"
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 PARAM = re.compile(r"[A-Za-z_][\w.]*:=.*")
-CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # one ROS name token, as the node's `cameras`
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -8,6 +8,7 @@ health, /diagnostics QoS), by configure (model, geometry, outputs' QoS) or by ac
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +191,8 @@ PARAMS: tuple[Param, ...] = (
         float_range=(0.1, 3600.0),
     ),
 )
+
+CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a camera's name: one ROS name token
 
 # Per camera c of `cameras`, declared as `c.<name>`; the empty default means the node-wide value.
 CAMERA_PARAMS: tuple[Param, ...] = (

@@ -41,7 +41,14 @@ def test_shipped_head_beats_entropy_on_roadanomaly21(name, tmp_path):
     data = shared_path("anomaly", "smiyc_roadanomaly21_val")
     out = tmp_path / "eval"
     argv = ["eval", "--weights", known, "--head", name, "--dataset", f"ra21={data}"]
-    argv += ["--scores", "entropy,sleeg", "--size", "256x512", "--examples", "0", "--out", str(out)]
+    argv += [
+        "--scores",
+        "entropy,sleeg",
+        "--examples",
+        "0",
+        "--out",
+        str(out),
+    ]  # at the node's size
     assert sleeg(argv) == 0
     scores = json.loads((out / "results.json").read_text())["datasets"]["ra21"]["scores"]
     assert scores["sleeg"]["ap"] > scores["entropy"]["ap"] + 0.05
