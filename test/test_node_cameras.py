@@ -73,7 +73,8 @@ def start(env, tiny_model, *extra: str):
 def test_three_cameras_each_output_carries_its_own_input_header(domain, tiny_model):
     env, domain_id = domain
     # max_batch 3: front and left (one size) run as one batch, as on CUDA (the CPU's auto is 1)
-    proc = start(env, tiny_model, "right.threshold:=1000000.0", "max_batch:=3")
+    lower_half = "left.roi_polygon:=[0.0, 0.5, 1.0, 0.5, 1.0, 1.0, 0.0, 1.0]"
+    proc = start(env, tiny_model, "right.threshold:=1000000.0", lower_half, "max_batch:=3")
     probe = CameraProbe(domain_id, FRAME_OUTPUTS)
     try:
         assert probe.wait_for(probe.matched, 60), "the node never matched every camera topic"
@@ -101,6 +102,13 @@ def test_three_cameras_each_output_carries_its_own_input_header(domain, tiny_mod
         assert thresholds == {"front": 0.0, "left": 0.0, "right": 1e6}  # head file's / its own
         right_mask = np.frombuffer(probe.got["/right/anomaly/mask"][0].data, np.uint8)
         assert not right_mask.any()
+        scores = {}
+        for c in CAMERAS:
+            msg = probe.got[f"/{c}/anomaly/score"][0]
+            scores[c] = np.frombuffer(msg.data, np.float32).reshape(msg.height, msg.width)
+        top, bottom = scores["left"][:40], scores["left"][56:]  # left's ROI: the lower half
+        assert np.ptp(top) == 0 and top.max() <= bottom.min()  # outside: the lowest score
+        assert np.ptp(scores["front"][:40]) > 0  # the other cameras are judged everywhere
         statuses = probe.camera_statuses()[-1]
         assert set(statuses) == set(CAMERAS)
         assert statuses["front"].name == "sleeg_anomaly: /front/image"
