@@ -3,9 +3,10 @@
 Wherever a head file is taken (`--head`, the node's `head`), `resolve_head` accepts a path or the
 name of a shipped head. A value that names an existing file is that file; a bare name (no folder,
 no suffix, e.g. `enet_cityscapes_sleeg`) is `<name>.pt` in the first of these folders that has it:
-each of `$SLEEG_MODELS` (os.pathsep-separated), `models/` of the source checkout, and
-`share/sleeg_ros/models` of every `$AMENT_PREFIX_PATH` prefix where sleeg_ros is installed. Any
-other value is a path, used as given.
+each of `$SLEEG_MODELS` (os.pathsep-separated), then `models/` of the source checkout. Sourcing an
+installed ROS package prepends its shipped heads' folder to `$SLEEG_MODELS` (an environment hook of
+the package), so this module needs no knowledge of install layouts. Any other value is a path,
+used as given.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ HEAD_SUFFIX = ".pt"
 def model_dirs() -> list[Path]:
     """The folders searched for shipped heads, in order (see the module docstring)."""
     env = [Path(p) for p in os.environ.get("SLEEG_MODELS", "").split(os.pathsep) if p]
-    prefixes = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    share = [p / "share" / "sleeg_ros" for p in prefixes]
-    return [*env, weights.REPO / "models", *(s / "models" for s in share if s.is_dir())]
+    return [*env, weights.REPO / "models"]
 
 
 def shipped_heads() -> list[str]:

@@ -1,7 +1,9 @@
 """Shipped heads by name, the segmentor taken from the head or the known weights, and both
 through `sleeg infer` / `sleeg train` (no network: the known entry here points at a closed port)."""
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -46,13 +48,23 @@ def test_a_head_name_is_a_file_in_the_models_folders(env):
     assert model_dirs()[0] == env and model_dirs()[1] == weights.REPO / "models"
 
 
-def test_an_installed_package_share_folder_is_searched(env, tmp_path, monkeypatch):
-    share = tmp_path / "prefix" / "share" / "sleeg_ros" / "models"
-    share.mkdir(parents=True)
-    shutil.copyfile(env / "tiny_sleeg.pt", share / "installed_sleeg.pt")
-    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{tmp_path / 'other'}:{tmp_path / 'prefix'}")
-    assert resolve_head("installed_sleeg") == share / "installed_sleeg.pt"
-    assert model_dirs()[-1] == share  # prefixes without sleeg_ros are not listed
+def test_sourcing_the_installed_package_puts_its_shipped_heads_first(tmp_path):
+    """The package's environment hook, not sleeg_core, knows the install layout: a shell that
+    sources the colcon install finds the installed heads through SLEEG_MODELS."""
+    setup = weights.REPO / "install" / "setup.bash"
+    if not setup.is_file():
+        pytest.skip(f"no colcon install at {setup.parent}: run scripts/setup")
+    env = {k: v for k, v in os.environ.items() if k != "SLEEG_MODELS"}
+    env["SLEEG_MODELS"] = str(tmp_path)
+    code = "from sleeg_core.models import model_dirs, resolve_head; print(model_dirs()[0]); "
+    code += "print(resolve_head('enet_cityscapes_sleeg'))"
+    shell = f'set -e; source {setup}; python -c "{code}"'
+    out = subprocess.run(
+        ["bash", "-c", shell], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    installed = weights.REPO / "install" / "sleeg_ros" / "share" / "sleeg_ros" / "models"
+    assert Path(out[0]) == installed
+    assert Path(out[1]) == installed / "enet_cityscapes_sleeg.pt"
 
 
 def test_paths_are_used_as_given(env, tmp_path, monkeypatch):
