@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -76,11 +76,11 @@ class Distributed:
                 "same data sources, and --out on storage they all see"
             )
 
-    def mean(self, values: Sequence[float]) -> list[float]:
-        """The mean of `values` over the ranks, element-wise."""
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The mean of `values` over the ranks, element-wise (queued: nothing waits for it)."""
+        t = values.to(self.device, torch.float64)
         dist.all_reduce(t)
-        return (t / self.world_size).tolist()
+        return t / self.world_size
 
 
 def unwrap(module: nn.Module) -> nn.Module:

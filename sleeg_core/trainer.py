@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,11 @@ class StepStats:
     anomaly_fraction: float  # refined anomaly pixels / all pixels
     ignore_fraction: float
 
+    @classmethod
+    def of(cls, values: torch.Tensor) -> StepStats:
+        """The figures of a `Trainer.train_step` tensor (waits for that step to finish)."""
+        return cls(*values.tolist())
+
 
 class Trainer:
     """Owns the frozen segmentor, the head, the optimizer and the patch renderer of one run
@@ -220,10 +225,13 @@ class Trainer:
             self.phase_seconds[name] += time.perf_counter() - start
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, images: torch.Tensor) -> StepStats:
+    def train_step(self, images: torch.Tensor) -> torch.Tensor:
+        """One optimisation step. Returns its StepStats figures as one tensor on the device, read
+        with `StepStats.of`; `fit` reads them a step late, so that on a GPU the next step is
+        queued while this one runs (nothing in a step waits for the GPU)."""
         cfg, step = self.cfg, self.step
         torch.manual_seed(seeded(cfg.seed, step, 1, *self.rank_key))  # dropout of this step
-        gen = torch.Generator(device=self.device)
+        gen = torch.Generator()  # patch geometry drawn on the CPU: nothing waits for a GPU
         gen.manual_seed(seeded(cfg.seed, step, 2, *self.rank_key))
         images = images.to(self.device, non_blocking=True)
         road = None
@@ -271,12 +279,14 @@ class Trainer:
             self.scaler.update()
         self.step += 1
         n = labels.numel()
-        return StepStats(
-            loss=loss.total.item(),
-            tae=loss.tae.item(),
-            tore=loss.tore.item(),  # NaN when β = 0 (not computed)
-            anomaly_fraction=(labels == 1).sum().item() / n,
-            ignore_fraction=(labels == 255).sum().item() / n,
+        return torch.stack(  # the StepStats fields in order; TORE is NaN when β = 0
+            [
+                loss.total.detach().float(),
+                loss.tae.detach().float(),
+                loss.tore.detach().float(),
+                (labels == 1).sum() / n,
+                (labels == 255).sum() / n,
+            ]
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -355,32 +365,39 @@ class Trainer:
         loader = self.loader(frames, cfg.iterations)
         log = MetricsLog(self.out, self.step) if self.main else None
         bar = tqdm(total=cfg.iterations, initial=self.step, desc="train", disable=not progress)
-        t_data = time.perf_counter()
-        for images in loader:
-            t_step = time.perf_counter()
-            stats = self.train_step(images)
-            t_end = time.perf_counter()
-            if dist:  # the figures of the whole batch
-                stats = StepStats(*dist.mean(astuple(stats)))
+        pending: list[tuple[int, torch.Tensor, float, float]] = []  # queued steps, not yet read
+
+        def record() -> None:
+            """Read and log the queued step's figures (waits for that step)."""
+            step, values, data_s, step_s = pending.pop()
+            stats = StepStats.of(values)
             if log is not None:
-                log.add(
-                    self.step,
-                    poly_lr(cfg.optim, self.step - 1, cfg.iterations),
-                    stats,
-                    t_step - t_data,
-                    t_end - t_step,
-                )
-            bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
+                log.add(step, poly_lr(cfg.optim, step - 1, cfg.iterations), stats, data_s, step_s)
+            if step % cfg.log_every == 0 or step == cfg.iterations:
                 bar.set_postfix(
                     loss=f"{stats.loss:.3f}",
                     tae=f"{stats.tae:.3f}",
                     tore=f"{stats.tore:.2f}",
                     anom=f"{stats.anomaly_fraction:.3f}",
                 )
+
+        t_data = time.perf_counter()
+        for images in loader:
+            t_step = time.perf_counter()
+            values = self.train_step(images)
+            t_end = time.perf_counter()
+            if dist:  # the figures of the whole batch
+                values = dist.mean(values)
+            if pending:  # the step before: on a GPU it ran while this one was queued
+                record()
+            pending.append((self.step, values, t_step - t_data, t_end - t_step))
+            bar.update(1)
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
+                record()  # its row is in metrics.csv before its checkpoint exists
                 self.save_checkpoint()
             t_data = time.perf_counter()
+        if pending:
+            record()
         bar.close()
         self.head = unwrap(self.head)
         if log is None:

@@ -14,9 +14,11 @@ from sleeg_core.patches import (
     PatchConfig,
     PatchRenderer,
     convex_hull_mask,
+    cut_crops,
     harris_corners,
-    patch_masks,
+    paste,
     render_patches,
+    shape_masks,
     stack_crops,
 )
 
@@ -50,10 +52,12 @@ def is_convex(mask: np.ndarray) -> bool:
 
 
 def hull_of(points, valid, height, width):
-    """convex_hull_mask of one crop: (mask, degenerate)."""
-    masks, degenerate = convex_hull_mask(
-        points[None], valid[None], torch.tensor([[height, width]]), height, width
-    )
+    """convex_hull_mask of one crop: (mask, degenerate), the same with the GPU's 8 half-planes
+    per pass as with the CPU's one."""
+    args = points[None], valid[None], torch.tensor([[height, width]]), height, width
+    masks, degenerate = convex_hull_mask(*args)
+    batched, _ = convex_hull_mask(*args, edges_per_pass=8)
+    assert torch.equal(masks, batched)
     return masks[0], degenerate[0]
 
 
@@ -64,9 +68,9 @@ def corners_of(crop, **options):
 
 
 def mask_of(crop, config, random_points=None):
-    """patch_masks of one crop."""
+    """shape_masks of one crop."""
     points = None if random_points is None else random_points[None]
-    return patch_masks([crop], config, points)[0]
+    return shape_masks(*stack_crops([crop]), config, points)[0]
 
 
 def render(images, seed=0, **config):
@@ -157,11 +161,73 @@ def test_crops_shaped_together_get_the_shapes_they_get_alone(shape):
         crops.append(images[i % len(IDS), :, y : y + h, x : x + w])
     points = torch.rand(len(crops), 15, 2, generator=g)
     config = PatchConfig(shape=shape)
-    together = patch_masks(crops, config, points)
+    together = shape_masks(*stack_crops(crops), config, points)
+    assert together.shape == (len(crops), 96, 128)
     for crop, mask, p in zip(crops, together, points, strict=True):
-        assert mask.shape == crop.shape[-2:]
-        assert torch.equal(mask, mask_of(crop, config, p))
-    assert any(not m.all() for m in together)  # real hulls, not only rectangles
+        h, w = crop.shape[-2:]
+        assert torch.equal(mask[:h, :w], mask_of(crop, config, p))
+        assert mask.sum() == mask[:h, :w].sum()  # nothing outside the crop's own size
+    assert any(
+        not m[: c.shape[1], : c.shape[2]].all() for m, c in zip(together, crops, strict=True)
+    )
+
+
+def test_cut_crops_equal_the_stacked_slices():
+    images = textured()
+    source = torch.tensor([1, 0, 3, 2, 1])
+    corners = torch.tensor([[0, 0], [10, 20], [60, 120], [5, 7], [63, 0]])
+    sizes = torch.tensor([[64, 128], [7, 9], [4, 8], [30, 3], [1, 128]])
+    crops = cut_crops(images, source, corners, sizes, (64, 128))
+    slices = [
+        images[s, :, y : y + h, x : x + w]
+        for s, (y, x), (h, w) in zip(source, corners.tolist(), sizes.tolist(), strict=True)
+    ]
+    assert crops.dtype == images.dtype
+    assert torch.equal(crops.float(), stack_crops(slices)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_paste_equals_pasting_one_patch_after_the_other(dtype):
+    """The batched paste (max-scatter of patch numbers, then one gather) against the plain loop:
+    overlapping patches, later over earlier, masks with holes, patches at the borders."""
+    g = torch.Generator().manual_seed(0)
+    images = textured().to(dtype)
+    count, (height, width) = 40, images.shape[-2:]
+    sizes = torch.stack(
+        [
+            torch.randint(1, height + 1, (count,), generator=g),
+            torch.randint(1, 41, (count,), generator=g),
+        ],
+        1,
+    )
+    corners = torch.stack(
+        [
+            (torch.rand(count, generator=g) * (height - sizes[:, 0] + 1)).long(),
+            (torch.rand(count, generator=g) * (width - sizes[:, 1] + 1)).long(),
+        ],
+        1,
+    )
+    corners[0] = torch.tensor([height - sizes[0, 0], width - sizes[0, 1]])  # bottom-right corner
+    image_index = torch.randint(0, len(images), (count,), generator=g)
+    hm, wm = sizes.amax(0).tolist()
+    crops = torch.randint(0, 256, (count, 3, hm, wm), generator=g).to(dtype)
+    inside = (torch.arange(hm)[None, :, None] < sizes[:, 0, None, None]) & (
+        torch.arange(wm)[None, None, :] < sizes[:, 1, None, None]
+    )
+    masks = inside & (torch.rand(count, hm, wm, generator=g) < 0.8)
+    out, pasted = paste(images, crops, masks, image_index, corners)
+    expected, expected_pasted = (
+        images.clone(),
+        torch.zeros(len(images), height, width, dtype=torch.bool),
+    )
+    for p in range(count):
+        (y, x), (h, w), i = corners[p].tolist(), sizes[p].tolist(), int(image_index[p])
+        region = expected[i, :, y : y + h, x : x + w]
+        region.copy_(torch.where(masks[p, :h, :w], crops[p, :, :h, :w], region))
+        expected_pasted[i, y : y + h, x : x + w] |= masks[p, :h, :w]
+    assert out.dtype == dtype and torch.equal(out, expected)
+    assert torch.equal(pasted, expected_pasted)
+    assert masks.sum() > pasted.sum()  # the patches did overlap
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -335,6 +401,25 @@ def test_renders_on_the_gpu_like_on_the_cpu():
     assert torch.equal(cpu.images, gpu.images.cpu()) and torch.equal(cpu.pasted, gpu.pasted.cpu())
     harris = render(images.cuda(), seed=4)
     assert torch.equal(harris.pasted, harris.images[:, 0] != images.cuda()[:, 0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("shape", SHAPES)
+def test_rendering_on_the_gpu_with_a_cpu_generator_never_waits_for_the_gpu(shape):
+    """Training queues the patches behind the GPU's earlier work: any host-device sync raises."""
+    images = textured().cuda()
+    config = PatchConfig(shape=shape, noise_fraction=0.5)
+    renderer = PatchRenderer(config)
+    renderer(images, torch.Generator().manual_seed(0))  # warm-up (first-use allocations)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = renderer(images, torch.Generator().manual_seed(1))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    expected = render_patches(images.cpu(), torch.Generator().manual_seed(1), config)
+    agree = (out.pasted.cpu() == expected.pasted).float().mean()  # GPU float sums may move a
+    assert agree > 0.99 and out.pasted.any()  # Harris corner; the geometry draws are the same
 
 
 def test_road_patches_are_centred_in_the_region_and_the_others_anywhere():
