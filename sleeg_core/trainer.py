@@ -195,6 +195,9 @@ class Trainer:
             lr=cfg.optim.lr,
             momentum=cfg.optim.momentum,
             weight_decay=cfg.optim.weight_decay,
+            # fused on a GPU: the AMP loss scaler then skips steps with inf/NaN gradients on the
+            # device instead of reading a flag back every step (which would stall the queue)
+            fused=True if self.device.type == "cuda" else None,
         )
         self.renderer = PatchRenderer(cfg.patches)
         self.amp = cfg.amp and self.device.type == "cuda"

@@ -16,6 +16,8 @@ import torch
 from sleeg_core.cli import main as sleeg
 from sleeg_core.headfile import HeadFile
 from sleeg_core.patches import PatchRenderer
+from sleeg_core.segmentors.enet import ENetSegmentor
+from sleeg_core.trainer import StepStats, TrainConfig, Trainer
 
 SMALL = [
     "--set", "data.augment.crop=[64, 128]", "--set", "data.augment.scale=[0.8, 1.2]",
@@ -151,6 +153,24 @@ def test_compiled_segmentor_trains_and_a_bad_mode_stops_before_training(tmp_path
     args += ["--set", "segmentor.compile_mode=default", "--set", "data.workers=0"]
     assert sleeg(args) == 0
     assert np.isfinite(HeadFile.load(out / "head.pt").threshold)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_training_step_on_the_gpu_never_waits_for_the_gpu(weights):
+    """With the shipped configs' settings (AMP, TORE, no refinement) a step only queues work, so
+    the GPU runs it while the next one is being prepared: any host-device sync raises."""
+    cfg = TrainConfig(batch_size=2, device="cuda")
+    cfg.refine.enabled, cfg.loss.beta = False, 0.05
+    trainer = Trainer(cfg, ENetSegmentor(weights))
+    images = torch.randint(0, 256, (2, 3, 64, 128), dtype=torch.uint8).pin_memory()
+    StepStats.of(trainer.train_step(images))  # warm-up: first-use allocations and kernels
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        values = trainer.train_step(images)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    stats = StepStats.of(values)
+    assert np.isfinite(stats.tae) and np.isfinite(stats.tore) and stats.anomaly_fraction > 0
 
 
 def test_print_config_shows_resolved_values(tmp_path, capsys):
