@@ -113,6 +113,8 @@ def evaluate(args: argparse.Namespace, head: Path) -> int:
     for name, path in EVAL_SETS.items():
         argv += ["--dataset", f"{name}={args.data_root / path}"]
     argv += ["--tta", args.tta]
+    if args.lam is not None:
+        argv += ["--lam", str(args.lam)]
     if args.smoke:
         argv += ["--size", SMOKE_EVAL_SIZE, "--examples", "1"]
     else:
@@ -162,6 +164,9 @@ def main() -> int:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tta", choices=("none", "flip"), default="none", help="sleeg eval --tta")
+    parser.add_argument(
+        "--lam", type=float, help="λ of the sleeg score (sleeg eval --lam; default: the head's)"
+    )
     parser.add_argument(
         "--size",
         default=NODE_SIZE,
