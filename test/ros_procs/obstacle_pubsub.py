@@ -1,14 +1,18 @@
 """Child process for test_messages: publish or receive one AnomalyObstacleArray over DDS.
 
-Usage: obstacle_pubsub.py pub|sub  — `sub` prints the received message as JSON and exits.
+Usage: obstacle_pubsub.py pub|sub  — `sub` prints the received message as JSON and exits; `pub`
+publishes until SIGINT, then exits 0. The process handles SIGINT itself, as the node does: with
+rclpy's handler, a SIGINT that shuts the context down between two waits made `spin` raise
+RCLError ("context is not valid") instead of returning.
 """
 
 import json
+import signal
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import RegionOfInterest
 
 from sleeg_ros.msg import AnomalyObstacle, AnomalyObstacleArray
@@ -60,23 +64,22 @@ def to_dict(msg: AnomalyObstacleArray) -> dict:
 
 def main() -> None:
     role = sys.argv[1]
-    try:
-        with rclpy.init():
-            node = rclpy.create_node(f"obstacle_{role}")
-            if role == "pub":
-                pub = node.create_publisher(AnomalyObstacleArray, "anomaly/obstacles", QOS)
-                node.create_timer(0.1, lambda: pub.publish(make_message()))
-                rclpy.spin(node)
-            else:
-                done = []
-                node.create_subscription(
-                    AnomalyObstacleArray, "anomaly/obstacles", done.append, QOS
-                )
-                while not done:
-                    rclpy.spin_once(node, timeout_sec=0.1)
+    stop: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.append(signum))
+    with rclpy.init(signal_handler_options=SignalHandlerOptions.NO):
+        node = rclpy.create_node(f"obstacle_{role}")
+        if role == "pub":
+            pub = node.create_publisher(AnomalyObstacleArray, "anomaly/obstacles", QOS)
+            node.create_timer(0.1, lambda: pub.publish(make_message()))
+            while not stop:
+                rclpy.spin_once(node, timeout_sec=0.1)
+        else:
+            done = []
+            node.create_subscription(AnomalyObstacleArray, "anomaly/obstacles", done.append, QOS)
+            while not done and not stop:
+                rclpy.spin_once(node, timeout_sec=0.1)
+            if done:
                 print(json.dumps(to_dict(done[0])), flush=True)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
 
 
 if __name__ == "__main__":
