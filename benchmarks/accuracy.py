@@ -41,6 +41,7 @@ from sleeg_core.config import from_dict, load_config, to_dict
 from sleeg_core.errors import SleegError
 from sleeg_core.geometry import RESIZE_MODES
 from sleeg_core.headfile import HeadFile
+from sleeg_core.inference import TTA_MODES
 from sleeg_core.trainer import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,7 +164,7 @@ def main() -> int:
         help="scores to evaluate (ablations may skip the baselines; the verdict needs them)",
     )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--tta", choices=("none", "flip"), default="none", help="sleeg eval --tta")
+    parser.add_argument("--tta", choices=TTA_MODES, default="none", help="sleeg eval --tta")
     parser.add_argument(
         "--lam", type=float, help="λ of the sleeg score (sleeg eval --lam; default: the head's)"
     )

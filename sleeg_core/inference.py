@@ -30,7 +30,8 @@ from sleeg_core.segmentors.base import (
 )
 from sleeg_core.weights import resolve as resolve_weights
 
-TTA_MODES = ("none", "flip")  # test-time augmentation of AnomalySegmenter's scores
+TTA_MODES = ("none", "flip", "scales")  # test-time augmentation of AnomalySegmenter's scores
+TTA_SCALES = (1.0, 0.75, 0.5)  # tta "scales": network input sizes, as factors of the set size
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # padding: zero once normalised
 # AnomalySegmenter._compute's (train ids, scores by name, logits) at the network's input size
 Outputs = tuple[torch.Tensor | None, dict[str, torch.Tensor], torch.Tensor | None]
@@ -65,7 +66,9 @@ class AnomalySegmenter(nn.Module):
     PAD_RGB) or crops it (aspect kept, centre window): outside a crop window each score is the
     image's lowest, train ids are 255 (ignore) and logits 0. `tta="flip"` runs each image with
     its horizontal mirror in one batch of 2B and averages every score with the mirror's, flipped
-    back; train ids and logits stay the unflipped image's.
+    back; `tta="scales"` runs the network input again at each smaller factor of TTA_SCALES and
+    averages every score over the scales, upsampled back (1.81× the network work). Train ids and
+    logits stay those of the unflipped image at the set size.
     """
 
     def __init__(
@@ -87,7 +90,8 @@ class AnomalySegmenter(nn.Module):
 
     @property
     def tta(self) -> str:
-        """Test-time augmentation: "none", or "flip" (scores averaged with the mirror's)."""
+        """Test-time augmentation: "none", "flip" (scores averaged with the mirror's) or
+        "scales" (scores averaged over the input scaled by TTA_SCALES)."""
         return self._tta
 
     @tta.setter
@@ -191,7 +195,30 @@ class AnomalySegmenter(nn.Module):
         """(train ids, scores, logits if kept) of network inputs `x`: the part of `forward` that
         `compile_networks` compiles (all of it but the resizing to and from the frame's size)."""
         flip = self.tta == "flip" and bool(scores)  # the mirror only changes scores
-        out = self.segmentor(torch.cat([x, x.flip(-1)]) if flip else x)
+        ids, maps, logits = self._pass(
+            torch.cat([x, x.flip(-1)]) if flip else x, scores, keep_logits, train_ids
+        )
+        if flip:  # first half: the images; second half: their mirrors, flipped back
+            b = x.shape[0]
+            maps = {n: (m[:b] + m[b:].flip(-1)) / 2 for n, m in maps.items()}
+            ids = ids[:b] if ids is not None else None
+            logits = logits[:b] if logits is not None else None
+        if self.tta == "scales" and scores:
+            h, w = x.shape[-2:]
+            for factor in TTA_SCALES[1:]:
+                fit = fit_frame(
+                    (h, w), (max(1, round(h * factor)), max(1, round(w * factor))), "stretch"
+                )
+                small = self._pass(to_input(x, fit, PAD_RGB), scores, False, False)[1]
+                maps = {n: m + to_frame(small[n][:, None], fit)[:, 0] for n, m in maps.items()}
+            maps = {n: m / len(TTA_SCALES) for n, m in maps.items()}
+        return ids, maps, logits if keep_logits else None
+
+    def _pass(
+        self, x: torch.Tensor, scores: tuple[str, ...], keep_logits: bool, train_ids: bool
+    ) -> Outputs:
+        """One pass of the networks over `x`: (train ids, scores, logits) at its size."""
+        out = self.segmentor(x)
         out.coarse_logits = out.coarse_logits.float()  # whatever dtype the networks run in
         h = None
         if self.head is not None and any(n in HEAD_SCORES for n in scores):
@@ -203,12 +230,7 @@ class AnomalySegmenter(nn.Module):
             logits = out.logits
         maps = {n: compute_score(n, logits, h, **params[n]) for n in scores}
         ids = out.train_ids() if train_ids else None
-        if flip:  # first half: the images; second half: their mirrors, flipped back
-            b = x.shape[0]
-            maps = {n: (m[:b] + m[b:].flip(-1)) / 2 for n, m in maps.items()}
-            ids = ids[:b] if ids is not None else None
-            logits = logits[:b] if logits is not None else None
-        return ids, maps, logits if keep_logits else None
+        return ids, maps, logits
 
 
 def _cast_inputs(

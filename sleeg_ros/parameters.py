@@ -94,7 +94,12 @@ PARAMS: tuple[Param, ...] = (
         False,
         "fp16 networks on CUDA (weights converted by configure; scores stay fp32); ignored on CPU",
     ),
-    Param("tta", "none", "none | flip: average the score with the mirrored frame's (2x compute)"),
+    Param(
+        "tta",
+        "none",
+        "none | flip: average the score with the mirrored frame's (2x compute) | scales: "
+        "average it over the input at 1, 0.75 and 0.5 of the inference size (1.81x)",
+    ),
     Param(
         "compile_mode",
         "",

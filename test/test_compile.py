@@ -34,24 +34,33 @@ def images(seed: int, device: str) -> torch.Tensor:
 
 @pytest.mark.compile
 @pytest.mark.parametrize(
-    "device, mode, dtype",
+    "device, mode, dtype, tta",
     [
-        pytest.param("cpu", "default", torch.float32, id="cpu-default-fp32"),
+        pytest.param("cpu", "default", torch.float32, "flip", id="cpu-default-fp32"),
+        pytest.param("cpu", "default", torch.float32, "scales", id="cpu-default-fp32-scales"),
         pytest.param(
-            "cuda", "reduce-overhead", torch.float32, marks=NO_CUDA, id="cuda-graphs-fp32"
+            "cuda", "reduce-overhead", torch.float32, "flip", marks=NO_CUDA, id="cuda-graphs-fp32"
         ),
         pytest.param(
-            "cuda", "reduce-overhead", torch.float16, marks=NO_CUDA, id="cuda-graphs-fp16"
+            "cuda", "reduce-overhead", torch.float16, "flip", marks=NO_CUDA, id="cuda-graphs-fp16"
+        ),
+        pytest.param(
+            "cuda",
+            "reduce-overhead",
+            torch.float16,
+            "scales",
+            marks=NO_CUDA,
+            id="cuda-graphs-fp16-scales",
         ),
     ],
 )
-def test_compiled_model_matches_eager_and_keeps_each_calls_outputs(device, mode, dtype):
+def test_compiled_model_matches_eager_and_keeps_each_calls_outputs(device, mode, dtype, tta):
     torch.manual_seed(0)
     segmentor = ENetSegmentor(weights=None, feature_layer="bottleneck4")
-    eager = AnomalySegmenter(segmentor, OoDHead(64, width=8), lam=0.5, tta="flip")
+    eager = AnomalySegmenter(segmentor, OoDHead(64, width=8), lam=0.5, tta=tta)
     eager = eager.to(device).eval().convert_networks(dtype)
     compiled = copy.deepcopy(eager).compile_networks(mode)
-    # resized to the network size (pad), flip TTA, logits kept: every part of the graph
+    # resized to the network size (pad), a TTA, logits kept: every part of the graph
     kwargs = {"scores": SCORES, "size": (32, 48), "resize_mode": "pad", "keep_logits": True}
     frames = [images(seed, device) for seed in range(3)]
     # CUDA graphs: the 1st call warms up, the 2nd records, the 3rd replays over the 2nd's memory

@@ -13,8 +13,9 @@ from sleeg_core.inference import AnomalySegmenter
 from sleeg_core.segmentors.enet import ENetSegmentor
 
 
-def test_flip_tta_node_publishes_the_flip_averaged_score(ros_env, tiny_model):
-    proc = start_node(ros_env, *node_params(tiny_model, "tta:=flip"))
+@pytest.mark.parametrize("tta", ["flip", "scales"])
+def test_tta_node_publishes_the_averaged_score(ros_env, tiny_model, tta):
+    proc = start_node(ros_env, *node_params(tiny_model, f"tta:={tta}"))
     probe = Probe(outputs=("anomaly/score",))
     try:
         probe.wait_for_node(timeout=60)
@@ -30,7 +31,7 @@ def test_flip_tta_node_publishes_the_flip_averaged_score(ros_env, tiny_model):
     model = AnomalySegmenter.for_head_file(
         ENetSegmentor(tiny_model["weights"]), HeadFile.load(tiny_model["head"])
     ).eval()
-    model.tta = "flip"
+    model.tta = tta
     eager = model(to_batch(FRAME), scores=("sleeg",), size=(64, 128), resize_mode="pad")
     np.testing.assert_allclose(score, eager.scores["sleeg"].flatten().numpy(), atol=1e-4)
     model.tta = "none"
@@ -40,4 +41,4 @@ def test_flip_tta_node_publishes_the_flip_averaged_score(ros_env, tiny_model):
 
 def test_unknown_tta_fails_at_startup_naming_the_parameter(ros_env, tiny_model):
     out = startup_failure(ros_env, *node_params(tiny_model, "tta:=mirror"))
-    assert "parameter 'tta': unknown tta 'mirror'; choose one of: none, flip" in out
+    assert "parameter 'tta': unknown tta 'mirror'; choose one of: none, flip, scales" in out

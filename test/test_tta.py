@@ -1,4 +1,5 @@
-"""Horizontal-flip test-time averaging of AnomalySegmenter's scores, and `sleeg eval --tta`."""
+"""Test-time averaging of AnomalySegmenter's scores (horizontal flip, input scales), and
+`sleeg eval --tta`."""
 
 import json
 
@@ -9,8 +10,9 @@ from test_eval_command import make_dataset
 from sleeg_core.cli import main
 from sleeg_core.errors import SleegError
 from sleeg_core.estimators import sml_statistics
+from sleeg_core.geometry import fit_frame, to_frame, to_input
 from sleeg_core.head import OoDHead
-from sleeg_core.inference import AnomalySegmenter, Prediction
+from sleeg_core.inference import PAD_RGB, TTA_SCALES, AnomalySegmenter, Prediction
 from sleeg_core.segmentors.enet import ENetSegmentor
 
 SCORES = ("sleeg", "tae", "tore", "msp", "maxlogit", "entropy", "energy", "sml")
@@ -74,23 +76,58 @@ def test_flip_tta_of_the_mirror_is_the_mirrored_flip_tta(model):
         torch.testing.assert_close(mirrored.scores[name].flip(-1), flip.scores[name], **TOL)
 
 
+def scaled_mean(model: AnomalySegmenter, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each score averaged over plain runs of `x` stretched to each of TTA_SCALES, mapped back."""
+    h, w = x.shape[-2:]
+    runs = [run(model, "none", x, size=(round(h * f), round(w * f))) for f in TTA_SCALES]
+    return {n: sum(r.scores[n] for r in runs) / len(runs) for n in SCORES}
+
+
+def test_scales_is_the_mean_over_the_input_scaled_by_each_factor(model):
+    x = images(2, 48, 64)
+    scales, plain = (
+        run(model, "scales", x, keep_logits=True),
+        run(model, "none", x, keep_logits=True),
+    )
+    want = scaled_mean(model, x)
+    for name in SCORES:
+        torch.testing.assert_close(scales.scores[name], want[name], **TOL)
+    assert not torch.allclose(scales.scores["sleeg"], plain.scores["sleeg"], **TOL)
+    assert torch.equal(scales.train_ids, plain.train_ids)  # ids and logits: the set size's
+    torch.testing.assert_close(scales.logits, plain.logits)
+
+
+def test_scales_with_a_network_size_scales_the_network_input(model):
+    x, size = images(1, 45, 70), (32, 48)
+    fit = fit_frame((45, 70), size, "pad")
+    want = scaled_mean(model, to_input(x, fit, PAD_RGB))
+    got = run(model, "scales", x, size=size, resize_mode="pad")
+    for name in SCORES:
+        torch.testing.assert_close(
+            got.scores[name], to_frame(want[name][:, None], fit)[:, 0], **TOL
+        )
+
+
 def test_bad_tta_value_is_a_clear_error(model):
-    with pytest.raises(SleegError, match="unknown tta 'mirror'; choose one of: none, flip"):
+    with pytest.raises(SleegError, match="unknown tta 'mirror'; choose one of: none, flip, scales"):
         AnomalySegmenter(model.segmentor, tta="mirror")
     with pytest.raises(SleegError, match="unknown tta 'vflip'"):
         model.tta = "vflip"
     assert model.tta == "none"
 
 
-def test_eval_command_records_flip_tta(tmp_path, tmp_model_args):
+def test_eval_command_records_the_tta(tmp_path, tmp_model_args):
     data = make_dataset(tmp_path / "data")
     out = {}
-    for tta in ("none", "flip"):
+    for tta in ("none", "flip", "scales"):
         argv = ["eval", *tmp_model_args, "--dataset", f"t={data}", "--examples", "0"]
         argv += ["--scores", "entropy,sleeg", "--out", str(tmp_path / tta), "--tta", tta]
         assert main(argv) == 0
         out[tta] = json.loads((tmp_path / tta / "results.json").read_text())
-    assert out["none"]["tta"] == "none" and out["flip"]["tta"] == "flip"
-    assert set(out["flip"]["datasets"]["t"]["scores"]) == {"entropy", "sleeg"}
+    assert [out[t]["tta"] for t in out] == ["none", "flip", "scales"]
+    for tta in ("flip", "scales"):
+        scores = out[tta]["datasets"]["t"]["scores"]
+        assert set(scores) == {"entropy", "sleeg"}
+        assert scores["sleeg"] != out["none"]["datasets"]["t"]["scores"]["sleeg"]
     with pytest.raises(SystemExit):
         main(["eval", *tmp_model_args, "--dataset", f"t={data}", "--out", "x", "--tta", "up"])
