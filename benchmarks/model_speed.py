@@ -1,9 +1,10 @@
 """Forward time of each segmentor, of the OoD head, and of segmentor + head + scores.
 
 At 1024×512 and 2048×1024 (--sizes), batch 1 (--batches), on the CPU and (when present) CUDA in
-fp32 and fp16 (`AnomalySegmenter.convert_networks`: fp16 weights, float32 scores), eager and,
-with --compile MODE, also torch.compile'd (segmentor + head + score + train ids as one function;
-compile time reported apart). Real checkpoints from --data-root are used where they exist (ENet,
+fp32 and fp16 (`AnomalySegmenter.convert_networks`: fp16 weights, float32 scores), with each
+test-time averaging of --tta (it changes the full time only), eager and, with --compile MODE,
+also torch.compile'd (segmentor + head + score + train ids as one function; compile time
+reported apart). Real checkpoints from --data-root are used where they exist (ENet,
 ESPNet); the torchvision models run with random weights (same cost). The head's cost is reported
 as a ratio of its segmentor's, both measured eagerly in the same run (a compiled call is one
 graph: its rows have the full time only).
@@ -11,6 +12,8 @@ graph: its rows have the full time only).
     python benchmarks/model_speed.py --data-root ../shared/data --out /tmp/model_speed.json
     python benchmarks/model_speed.py --segmentors enet --device cuda --batches 1,4 \
         --compile reduce-overhead --head head.pt --out /tmp/model_speed.json
+    python benchmarks/model_speed.py --segmentors enet --sizes 1024x512 --tta none,flip,scales \
+        --head models/enet_cityscapes_sleeg.pt --out /tmp/tta_speed.json
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 
 from sleeg_core.head import DEFAULT_WIDTH, OoDHead
 from sleeg_core.headfile import HeadFile
-from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.inference import TTA_MODES, AnomalySegmenter
 from sleeg_core.segmentors import build_segmentor
 from sleeg_core.segmentors.base import COMPILE_MODES
 
@@ -66,6 +69,7 @@ def measure(
     repeat: int,
     head_file: HeadFile | None,
     compile_mode: str | None = None,
+    tta: str = "none",
 ) -> dict[str, float]:
     """Times (ms) of one configuration; `shape` is (batch, height, width)."""
     if head_file is not None and head_file.segmentor == name:
@@ -75,7 +79,7 @@ def measure(
         segmentor = build_segmentor(name, weights)
         head = OoDHead(segmentor.info.feature_channels).eval()
     lam = head_file.lam if head_file else 0.5
-    model = AnomalySegmenter(segmentor, head, lam=lam).to(device).eval()
+    model = AnomalySegmenter(segmentor, head, lam=lam, tta=tta).to(device).eval()
     if half:
         model.convert_networks(torch.float16)
     batch, height, width = shape
@@ -127,8 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         choices=COMPILE_MODES,
         help="also measure each model torch.compile'd in this mode",
     )
+    parser.add_argument(
+        "--tta",
+        default="none",
+        help=f"test-time averagings, comma-separated: {', '.join(TTA_MODES)}",
+    )
     parser.add_argument("--out", type=Path, help="JSON file for the results")
     args = parser.parse_args(argv)
+    ttas = args.tta.split(",")
+    if unknown := [t for t in ttas if t not in TTA_MODES]:
+        parser.error(f"unknown --tta {unknown}; choose from {', '.join(TTA_MODES)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     head_file = HeadFile.load(args.head) if args.head else None
@@ -154,18 +166,20 @@ def main(argv: list[str] | None = None) -> int:
         rel = REAL_WEIGHTS.get(name)
         weights = args.data_root / rel if rel and (args.data_root / rel).is_file() else None
         for size_name, batch in itertools.product(args.sizes.split(","), batches):
-            for (dev, half), mode in itertools.product(devices, modes):
+            for (dev, half), mode, tta in itertools.product(devices, modes, ttas):
                 shape = (batch, *SIZES[size_name])
                 r = measure(
-                    name, weights, shape, torch.device(dev), half, args.repeat, head_file, mode
+                    name, weights, shape, torch.device(dev), half, args.repeat, head_file, mode, tta
                 )
                 label = f"{dev}{'-fp16' if half else ''}{f'-{mode}' if mode else ''}"
+                label += f"-tta-{tta}" if tta != "none" else ""
                 rows.append(
                     {
                         "segmentor": name,
                         "size": size_name,
                         "batch": batch,
                         "device": label,
+                        "tta": tta,
                         "real_weights": weights is not None,
                         **r,
                     }
