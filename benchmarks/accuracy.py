@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from sleeg_core.cli import main as sleeg_main
-from sleeg_core.commands import NODE_SIZE
+from sleeg_core.commands import NODE_SIZE, NODE_TTA
 from sleeg_core.config import from_dict, load_config, to_dict
 from sleeg_core.errors import SleegError
 from sleeg_core.geometry import RESIZE_MODES
@@ -164,7 +164,9 @@ def main() -> int:
         help="scores to evaluate (ablations may skip the baselines; the verdict needs them)",
     )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--tta", choices=TTA_MODES, default="none", help="sleeg eval --tta")
+    parser.add_argument(
+        "--tta", choices=TTA_MODES, default=NODE_TTA, help=f"sleeg eval --tta (default {NODE_TTA})"
+    )
     parser.add_argument(
         "--lam", type=float, help="λ of the sleeg score (sleeg eval --lam; default: the head's)"
     )

@@ -204,7 +204,7 @@ class AnomalySegmenter(nn.Module):
             ids = ids[:b] if ids is not None else None
             logits = logits[:b] if logits is not None else None
         if self.tta == "scales" and scores:
-            h, w = x.shape[-2:]
+            h, w = (int(n) for n in x.shape[-2:])  # (ints when traced for ONNX, too)
             for factor in TTA_SCALES[1:]:
                 fit = fit_frame(
                     (h, w), (max(1, round(h * factor)), max(1, round(w * factor))), "stretch"

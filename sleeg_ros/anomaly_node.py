@@ -560,11 +560,10 @@ class AnomalyNode(LifecycleNode):
 
     def _load_onnx(self, path: str, threads: int) -> OnnxSegmenter:
         """An exported graph on ONNX Runtime (CPU): the PyTorch-only parameters must be off, and
-        the graph fixes the score and the inference size."""
+        the graph fixes the score, the inference size and the test-time averaging (none)."""
         used = {
             "device": self.param("device") not in ("auto", "cpu"),
             "compile_mode": bool(self.param("compile_mode")),
-            "tta": self.param("tta") != "none",
         }
         if any(used.values()):
             names = ", ".join(n for n, on in used.items() if on)
@@ -585,6 +584,11 @@ class AnomalyNode(LifecycleNode):
             self.get_logger().warning(
                 f"inference size {self.size[1]}x{self.size[0]} ignored: the ONNX graph runs at "
                 f"{model.size[1]}x{model.size[0]}"
+            )
+        if self.param("tta") != "none":
+            self.get_logger().warning(
+                f"tta '{self.param('tta')}' ignored: the ONNX graph runs once per frame, as "
+                "exported (set tta: none to silence this)"
             )
         return model
 

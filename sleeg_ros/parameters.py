@@ -18,6 +18,8 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
 )
 
+from sleeg_core.commands import NODE_TTA
+
 
 @dataclass(frozen=True)
 class Param:
@@ -96,9 +98,9 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "tta",
-        "none",
-        "none | flip: average the score with the mirrored frame's (2x compute) | scales: "
-        "average it over the input at 1, 0.75 and 0.5 of the inference size (1.81x)",
+        NODE_TTA,
+        "scales: average the score over the input at 1, 0.75 and 0.5 of the inference size "
+        "(1.81x the compute) | flip: with the mirrored frame's (2x) | none: one pass",
     ),
     Param(
         "compile_mode",

@@ -11,6 +11,10 @@ pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 from ros_probe import Probe, start_node
 from sensor_msgs.msg import CompressedImage
 
+from sleeg_core.commands import NODE_TTA
+from sleeg_core.headfile import HeadFile
+from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.segmentors.enet import ENetSegmentor
 from sleeg_ros.msg import AnomalyObstacleArray
 
 FRAME = np.random.default_rng(0).integers(0, 256, (96, 160, 3), dtype=np.uint8)
@@ -27,6 +31,15 @@ def node_params(tiny_model, *extra: str) -> list[str]:
         "cpu_threads:=1",  # behaviour tests: keep the shared cores free for the test process
         *extra,
     ]
+
+
+def node_model(tiny_model) -> AnomalySegmenter:
+    """What a node started with `node_params` runs, in this process: the tiny segmentor and
+    head with the node's default test-time averaging."""
+    head = HeadFile.load(tiny_model["head"])
+    model = AnomalySegmenter.for_head_file(ENetSegmentor(tiny_model["weights"]), head).eval()
+    model.tta = NODE_TTA
+    return model
 
 
 def stop(proc, sig=signal.SIGINT, timeout: float = 10.0) -> tuple[int, str]:

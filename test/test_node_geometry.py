@@ -14,13 +14,11 @@ pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 from ros_probe import Probe, start_node, startup_failure
 from sensor_msgs.msg import Image
 from test_image_msgs import to_yuv422
-from test_node import node_params, stop
+from test_node import node_model, node_params, stop
 
-from sleeg_core.headfile import HeadFile
 from sleeg_core.image_msgs import image_to_rgb
 from sleeg_core.images import read_rgb, to_batch
 from sleeg_core.inference import AnomalySegmenter
-from sleeg_core.segmentors.enet import ENetSegmentor
 
 INFERENCE = (64, 128)  # node_params' inference size
 IMAGES = ("segmentation", "segmentation/color", "anomaly/score", "anomaly/mask", "overlay")
@@ -37,8 +35,7 @@ def domain(ros_env) -> tuple[dict[str, str], int]:
 
 @pytest.fixture(scope="module")
 def model(tiny_model) -> AnomalySegmenter:
-    head = HeadFile.load(tiny_model["head"])
-    return AnomalySegmenter.for_head_file(ENetSegmentor(tiny_model["weights"]), head).eval()
+    return node_model(tiny_model)
 
 
 @pytest.fixture(scope="module")

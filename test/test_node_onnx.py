@@ -43,13 +43,14 @@ def test_the_graph_serves_every_output_with_its_threshold(ros_env, graph):
     assert code == 0, out
     assert "graph (ONNX Runtime) on cpu" in out, out
     assert "inference size 640x320 ignored: the ONNX graph runs at 128x64" in out, out
+    assert "tta 'scales' ignored: the ONNX graph runs once per frame" in out, out  # the default
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         (["device:=cuda"], "unset device (or unset onnx_model for PyTorch)"),
-        (["tta:=flip", "compile_mode:=default"], "unset compile_mode, tta"),
+        (["device:=cuda", "compile_mode:=default"], "unset device, compile_mode"),
         (["score:=entropy"], "parameter 'score': 'entropy' is not the score of the ONNX graph"),
     ],
 )

@@ -15,14 +15,11 @@ from conftest import SHARED, shared_path
 pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 from ros_probe import REPO, Probe, start_node, startup_failure
 from sensor_msgs.msg import CompressedImage
-from test_node import FRAME, frames_in_after, jpeg, node_params, stop
+from test_node import FRAME, frames_in_after, jpeg, node_model, node_params, stop
 
 from sleeg_core import weights
-from sleeg_core.headfile import HeadFile
 from sleeg_core.images import to_batch
-from sleeg_core.inference import AnomalySegmenter
 from sleeg_core.models import shipped_heads
-from sleeg_core.segmentors.enet import ENetSegmentor
 from sleeg_ros.parameters import PARAMS
 
 
@@ -109,9 +106,7 @@ def test_compressed_transport_decodes_jpeg_and_ignores_raw_frames(ros_env, tiny_
     assert counts[1] >= 1 and counts[3] >= 1 and counts[0] == sum(counts[1:]), status
     # the node decodes the JPEG as this process does (RGB order, full size)
     rgb = cv2.imdecode(np.frombuffer(jpeg(61).data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
-    model = AnomalySegmenter.for_head_file(
-        ENetSegmentor(tiny_model["weights"]), HeadFile.load(tiny_model["head"])
-    ).eval()
+    model = node_model(tiny_model)
     pred = model(to_batch(rgb.copy()), scores=("sleeg",), size=(64, 128), resize_mode="pad")
     expected = pred.scores["sleeg"]  # the node's default resize mode
     np.testing.assert_allclose(score, expected.flatten().numpy(), atol=1e-4)
@@ -147,9 +142,7 @@ def test_compiled_node_publishes_what_the_eager_model_computes(ros_env, tiny_mod
         probe.close()
         rc, out = stop(proc)
     assert rc == 0 and "compiled 'default' for 128×64" in out, out
-    model = AnomalySegmenter.for_head_file(
-        ENetSegmentor(tiny_model["weights"]), HeadFile.load(tiny_model["head"])
-    ).eval()
+    model = node_model(tiny_model)
     eager = model(to_batch(FRAME), scores=("sleeg",), size=(64, 128), resize_mode="pad")
     np.testing.assert_allclose(score, eager.scores["sleeg"].flatten().numpy(), atol=1e-4)
     assert np.mean(ids == eager.train_ids.flatten().numpy()) > 0.999

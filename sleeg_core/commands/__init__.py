@@ -6,9 +6,11 @@ import argparse
 
 from sleeg_core.export import parse_size
 from sleeg_core.geometry import RESIZE_MODES
+from sleeg_core.inference import TTA_MODES
 from sleeg_core.segmentors import segmentor_names
 
 NODE_SIZE = "512x1024"  # the node's default inference_height × inference_width
+NODE_TTA = "scales"  # the node's default tta (docs/accuracy.md: better on both segmentors)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +30,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_size_args(parser: argparse.ArgumentParser) -> None:
-    """--size and --resize-mode: where the network runs, by default as the node runs it."""
+    """--size, --resize-mode and --tta: how the network runs, by default as the node runs it."""
     parser.add_argument(
         "--size",
         default=NODE_SIZE,
@@ -41,6 +43,14 @@ def add_size_args(parser: argparse.ArgumentParser) -> None:
         choices=RESIZE_MODES,
         help="how an image is fitted to --size (default pad: the node's default; pad and crop "
         "keep the aspect)",
+    )
+    parser.add_argument(
+        "--tta",
+        default=NODE_TTA,
+        choices=TTA_MODES,
+        help=f"test-time averaging of the scores (default {NODE_TTA}: the node's default): "
+        "scales averages them over the input at 1, 0.75 and 0.5 of --size (1.81x the compute), "
+        "flip with the mirrored image's (2x), none runs once",
     )
 
 

@@ -17,7 +17,7 @@ from sleeg_core.evaluation import (
     results_table,
     sml_statistics_from_images,
 )
-from sleeg_core.inference import TTA_MODES, load_segmenter
+from sleeg_core.inference import load_segmenter
 from sleeg_core.plots import plot_curves, plot_examples
 
 DEFAULT_SCORES = "msp,maxlogit,entropy,energy,sleeg"
@@ -62,13 +62,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--lam", type=float, help="λ of the 'sleeg' score (default: the head file's)"
     )
     add_size_args(parser)
-    parser.add_argument(
-        "--tta",
-        default="none",
-        choices=TTA_MODES,
-        help="test-time augmentation: flip averages every score with the mirrored image's (2× "
-        "the compute)",
-    )
     parser.add_argument("--examples", type=int, default=3, help="overlay rows per dataset")
     parser.add_argument("--out", required=True, type=Path)
     parser.set_defaults(run=run)

@@ -13,7 +13,7 @@ from sleeg_core.cityscapes import colorize
 from sleeg_core.commands import add_model_args, add_size_args, parse_inference_size
 from sleeg_core.errors import SleegError
 from sleeg_core.images import list_images, read_rgb, to_batch, write_rgb
-from sleeg_core.inference import TTA_MODES, load_segmenter
+from sleeg_core.inference import load_segmenter
 from sleeg_core.visualize import score_overlay, score_range
 
 
@@ -29,12 +29,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_size_args(parser)
     parser.add_argument("--input", required=True, type=Path, help="an image or a folder")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument(
-        "--tta",
-        default="none",
-        choices=TTA_MODES,
-        help="test-time augmentation of the score: flip averages it with the mirrored image's",
-    )
     parser.set_defaults(run=run)
 
 
