@@ -36,12 +36,12 @@ from pathlib import Path
 import torch
 
 from sleeg_core.cli import main as sleeg_main
-from sleeg_core.commands import NODE_SIZE, NODE_TTA
+from sleeg_core.commands import NODE_SIZE
 from sleeg_core.config import from_dict, load_config, to_dict
 from sleeg_core.errors import SleegError
 from sleeg_core.geometry import RESIZE_MODES
 from sleeg_core.headfile import HeadFile
-from sleeg_core.inference import TTA_MODES
+from sleeg_core.inference import NODE_TTA, TTA_MODES
 from sleeg_core.trainer import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -32,6 +32,9 @@ from sleeg_core.weights import resolve as resolve_weights
 
 TTA_MODES = ("none", "flip", "scales")  # test-time augmentation of AnomalySegmenter's scores
 TTA_SCALES = (1.0, 0.75, 0.5)  # tta "scales": network input sizes, as factors of the set size
+NODE_TTA = (
+    "scales"  # the node's (and CLI's) default tta: better on both segmentors (docs/accuracy.md)
+)
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # padding: zero once normalised
 # AnomalySegmenter._compute's (train ids, scores by name, logits) at the network's input size
 Outputs = tuple[torch.Tensor | None, dict[str, torch.Tensor], torch.Tensor | None]

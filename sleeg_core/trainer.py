@@ -41,7 +41,7 @@ from sleeg_core.errors import SleegError
 from sleeg_core.head import DEFAULT_WIDTH, HeadConfig, OoDHead
 from sleeg_core.headfile import HeadFile
 from sleeg_core.images import read_rgb, to_batch
-from sleeg_core.inference import AnomalySegmenter, resolve_device
+from sleeg_core.inference import NODE_TTA, TTA_MODES, AnomalySegmenter, resolve_device
 from sleeg_core.losses import total_loss
 from sleeg_core.patches import PatchConfig, PatchRenderer
 from sleeg_core.refinement import refine_labels, refinement_scores
@@ -112,6 +112,7 @@ class CalibrationConfig:
     fpr: float = 0.05  # default threshold: this share of normal training pixels above it
     frames: int = 16  # un-augmented training frames scored for the statistics
     size: tuple[int, int] = (512, 1024)  # (h, w) they are resized to
+    tta: str = NODE_TTA  # the test-time averaging they are scored with: the node's default
 
 
 @dataclass
@@ -167,6 +168,11 @@ class Trainer:
         dist: Distributed | None = None,
     ):
         self.cfg = cfg
+        if cfg.calibration.tta not in TTA_MODES:  # before training, not after it
+            raise SleegError(
+                f"calibration.tta: unknown tta '{cfg.calibration.tta}'; choose one of: "
+                f"{', '.join(TTA_MODES)}"
+            )
         self.out = Path(cfg.out)
         self.dist = dist
         self.rank, self.world_size = (dist.rank, dist.world_size) if dist else (0, 1)
@@ -434,16 +440,8 @@ class Trainer:
     def export(self, frames: list[Path], skipped: int) -> HeadFile:
         """Head file with the threshold calibrated on un-augmented training frames."""
         self.head.eval()
-        cal = self.cfg.calibration
-        picks = np.linspace(0, len(frames) - 1, min(cal.frames, len(frames))).round().astype(int)
-        scores = []
-        for i in picks:
-            image = cv2.resize(read_rgb(frames[i]), cal.size[::-1], interpolation=cv2.INTER_AREA)
-            scores.append(self.score(to_batch(image, self.device)).flatten().cpu().numpy())
-        values = np.concatenate(scores)
-        q = np.quantile(values, [0.5, 0.9, 0.99, 0.999, 1 - cal.fpr])
-        stats = {"normal_p50": q[0], "normal_p90": q[1], "normal_p99": q[2], "normal_p999": q[3]}
-        threshold = float(q[4])
+        model = AnomalySegmenter(self.segmentor, self.head, lam=self.cfg.lam)
+        threshold, stats = calibrate(model, frames, self.cfg.calibration)
         return HeadFile(
             head_config=self.head_config,
             state_dict={k: v.detach().cpu() for k, v in self.head.state_dict().items()},
@@ -452,8 +450,8 @@ class Trainer:
             feature_channels=self.segmentor.info.feature_channels,
             lam=self.cfg.lam,
             threshold=threshold,
-            threshold_rule=f"{self.cfg.calibration.fpr:.2%} of normal training pixels above it",
-            score_stats={k: float(v) for k, v in stats.items()},
+            threshold_rule=calibration_rule(self.cfg.calibration),
+            score_stats=stats,
             train_config={
                 **to_dict(self.cfg),
                 "frames": len(frames),
@@ -462,12 +460,6 @@ class Trainer:
                 "effective_batch": self.effective_batch,
             },
         )
-
-    def score(self, images: torch.Tensor) -> torch.Tensor:
-        """SLEEG score B×H×W of uint8 images with the current head (eval mode), computed by
-        the same inference path as `sleeg eval` and the node."""
-        model = AnomalySegmenter(self.segmentor, self.head, lam=self.cfg.lam)
-        return model(images.to(self.device), scores=("sleeg",)).scores["sleeg"]
 
 
 class MetricsLog:
@@ -523,3 +515,31 @@ class MetricsLog:
 def seeded(seed: int, *key: int) -> int:
     """A 63-bit seed derived from (seed, *key), stable across processes (unlike hash())."""
     return int(np.random.default_rng([seed, *key]).integers(0, 2**63 - 1))
+
+
+@torch.no_grad()
+def calibrate(
+    model: AnomalySegmenter, frames: list[Path], cal: CalibrationConfig
+) -> tuple[float, dict[str, float]]:
+    """(threshold, score statistics) of the 'sleeg' score on `cal.frames` evenly spaced normal
+    `frames`, resized to `cal.size` and scored as `sleeg eval` and the node score them (with
+    `cal.tta`): the threshold leaves `cal.fpr` of their pixels above it."""
+    device = next(model.parameters()).device
+    picks = np.linspace(0, len(frames) - 1, min(cal.frames, len(frames))).round().astype(int)
+    tta, model.tta = model.tta, cal.tta
+    try:
+        scores = []
+        for i in picks:
+            image = cv2.resize(read_rgb(frames[i]), cal.size[::-1], interpolation=cv2.INTER_AREA)
+            pred = model(to_batch(image, device), scores=("sleeg",))
+            scores.append(pred.scores["sleeg"].flatten().cpu().numpy())
+    finally:
+        model.tta = tta
+    q = np.quantile(np.concatenate(scores), [0.5, 0.9, 0.99, 0.999, 1 - cal.fpr])
+    stats = {"normal_p50": q[0], "normal_p90": q[1], "normal_p99": q[2], "normal_p999": q[3]}
+    return float(q[4]), {k: float(v) for k, v in stats.items()}
+
+
+def calibration_rule(cal: CalibrationConfig) -> str:
+    """How `calibrate` chose a threshold, in words (a head file's `threshold_rule`)."""
+    return f"{cal.fpr:.2%} of normal training pixels above it (tta {cal.tta})"

@@ -11,9 +11,8 @@ pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 from ros_probe import Probe, start_node
 from sensor_msgs.msg import CompressedImage
 
-from sleeg_core.commands import NODE_TTA
 from sleeg_core.headfile import HeadFile
-from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.inference import NODE_TTA, AnomalySegmenter
 from sleeg_core.segmentors.enet import ENetSegmentor
 from sleeg_ros.msg import AnomalyObstacleArray
 

@@ -14,10 +14,13 @@ import pytest
 import torch
 
 from sleeg_core.cli import main as sleeg
+from sleeg_core.head import OoDHead
 from sleeg_core.headfile import HeadFile
+from sleeg_core.images import read_rgb, to_batch
+from sleeg_core.inference import AnomalySegmenter
 from sleeg_core.patches import PatchRenderer
 from sleeg_core.segmentors.enet import ENetSegmentor
-from sleeg_core.trainer import StepStats, TrainConfig, Trainer
+from sleeg_core.trainer import CalibrationConfig, StepStats, TrainConfig, Trainer, calibrate
 
 SMALL = [
     "--set", "data.augment.crop=[64, 128]", "--set", "data.augment.scale=[0.8, 1.2]",
@@ -134,9 +137,31 @@ def test_missing_topic_lists_the_bag_topics(tmp_path, weights, capsys):
     assert "has no topic '/other'; topics: /cam [sensor_msgs/msg/Image]" in capsys.readouterr().err
 
 
+def test_calibration_scores_the_frames_with_its_tta(tmp_path, weights):
+    frames = sorted(make_frames(tmp_path / "frames", n=3).iterdir())
+    torch.manual_seed(0)
+    segmentor = ENetSegmentor(weights, feature_layer="bottleneck4")
+    model = AnomalySegmenter(segmentor, OoDHead(64, width=8), lam=0.0).eval()
+    images = [cv2.resize(read_rgb(f), (128, 64), interpolation=cv2.INTER_AREA) for f in frames]
+    thresholds = {}
+    for tta in ("none", "scales"):
+        threshold, stats = calibrate(model, frames, CalibrationConfig(0.05, 3, (64, 128), tta))
+        assert model.tta == "none"  # the model's own setting is left as it was
+        model.tta = tta
+        scores = torch.cat([model(to_batch(i), scores=("sleeg",)).scores["sleeg"] for i in images])
+        model.tta = "none"
+        assert 0.045 <= (scores >= threshold).float().mean() <= 0.055
+        assert stats["normal_p50"] == pytest.approx(scores.median().item(), abs=1e-5)
+        thresholds[tta] = threshold
+    assert thresholds["none"] != thresholds["scales"]
+
+
 def test_bad_config_key_and_empty_folder(tmp_path, weights, capsys):
     assert sleeg([*train_args(weights, tmp_path / "r"), "--set", "optim.lrate=1"]) == 2
     assert "unknown config key 'optim.lrate'" in capsys.readouterr().err
+    assert sleeg([*train_args(weights, tmp_path / "r"), "--set", "calibration.tta=zoom"]) == 2
+    assert "calibration.tta: unknown tta 'zoom'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
     (tmp_path / "empty").mkdir()
     assert sleeg(train_args(weights, tmp_path / "r", "--images", str(tmp_path / "empty"))) == 2
     assert "no images found" in capsys.readouterr().err

@@ -6,11 +6,10 @@ import argparse
 
 from sleeg_core.export import parse_size
 from sleeg_core.geometry import RESIZE_MODES
-from sleeg_core.inference import TTA_MODES
+from sleeg_core.inference import NODE_TTA, TTA_MODES
 from sleeg_core.segmentors import segmentor_names
 
 NODE_SIZE = "512x1024"  # the node's default inference_height × inference_width
-NODE_TTA = "scales"  # the node's default tta (docs/accuracy.md: better on both segmentors)
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
