@@ -33,6 +33,7 @@ OVERRIDES = (
     "compile_mode",
     "image_transport",
     "resize_mode",
+    "tta",
     "ignore_mask",
 )
 
@@ -120,6 +121,11 @@ def generate_launch_description() -> LaunchDescription:
                 "resize_mode",
                 default_value="",
                 description="pad (aspect kept) | crop (aspect kept, centre) | stretch",
+            ),
+            DeclareLaunchArgument(
+                "tta",
+                default_value="",
+                description="scales (the default: 1.81x the compute) | flip | none (one pass)",
             ),
             DeclareLaunchArgument(
                 "ignore_mask",
