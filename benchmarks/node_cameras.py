@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from sleeg_core.images import to_batch
-from sleeg_core.inference import load_segmenter
+from sleeg_core.inference import NODE_TTA, TTA_MODES, load_segmenter
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_CODE = "import sys; from sleeg_ros.anomaly_node import main; sys.exit(main(sys.argv[1:]))"
@@ -54,6 +54,7 @@ def test_frames(data_root: Path, n: int) -> list[np.ndarray]:
 def model_batch(args: argparse.Namespace, image: np.ndarray, n: int, reps: int = 5) -> dict:
     """Median ms of one batch of `n` frames vs `n` batch-1 passes (segmentor + head + score)."""
     model, _ = load_segmenter("enet", args.weights, args.head, args.device)
+    model.tta = args.tta  # as the nodes'
     device = next(model.parameters()).device
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
 
@@ -85,6 +86,7 @@ def node_command(args: argparse.Namespace, threads: int, *params: str, remap: li
         "inference_width:=1024",
         "inference_height:=512",
         "status_period_s:=1.0",
+        f"tta:={args.tta}",
     ]
     cmd = [sys.executable, "-c", NODE_CODE, "--ros-args", "--params-file"]
     cmd.append(str(REPO / "config" / "anomaly.yaml"))
@@ -251,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="", help="default: the shared ENet")
     parser.add_argument("--head", default="enet_cityscapes_sleeg", help="head file or name")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument(
+        "--tta", choices=TTA_MODES, default=NODE_TTA, help=f"nodes and model (default {NODE_TTA})"
+    )
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--rate", type=float, default=15.0, help="Hz per camera (above capacity)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per set-up")

@@ -28,7 +28,7 @@ import torch
 
 from sleeg_core.bags import write_image_bag
 from sleeg_core.images import list_images, read_rgb, to_batch
-from sleeg_core.inference import load_segmenter
+from sleeg_core.inference import NODE_TTA, TTA_MODES, load_segmenter
 
 TOPIC = "/camera/image_raw"
 
@@ -41,6 +41,7 @@ def frames(data_root: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
 
 def bare_forward_ms(args: argparse.Namespace, images: list[np.ndarray], score: str) -> float:
     model, _ = load_segmenter("enet", args.weights, args.head, args.device)
+    model.tta = args.tta  # as the node's
     device = next(model.parameters()).device
     if args.half and device.type == "cuda":  # as the node's half_precision
         model.convert_networks(torch.float16)
@@ -58,7 +59,7 @@ def bag_eval(args: argparse.Namespace, bag: Path, out: Path, score: str, *mode: 
     params = [f"weights:={args.weights}", "segmentor:=enet", f"device:={args.device}",
               f"score:={score}",
               "inference_width:=1024", "inference_height:=512",
-              f"half_precision:={str(args.half).lower()}"]  # fmt: skip
+              f"half_precision:={str(args.half).lower()}", f"tta:={args.tta}"]  # fmt: skip
     params += [f"head:={args.head}"] if args.head else ['head:=""', "threshold:=1.5"]
     cmd = [sys.executable, "-m", "sleeg_core.cli", "bag", "eval", "--bag", str(bag),
            "--image-topic", TOPIC, "--no-labels", "--no-record", "--out", str(out),
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--device", default="cpu", help="cpu | cuda (node and bare forward)")
     parser.add_argument("--half", action="store_true", help="fp16 on CUDA (both)")
+    parser.add_argument(
+        "--tta", choices=TTA_MODES, default=NODE_TTA, help=f"both (default {NODE_TTA}: the node's)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.weights = args.weights or args.data_root / "weights/enet_cityscapes/enet.pth"
