@@ -171,6 +171,11 @@ def export_onnx(
         raise SleegError(f"unknown layout '{layout}'; choose one of: {', '.join(LAYOUTS)}")
     if opset < MIN_OPSET:
         raise SleegError(f"opset {opset} is too old: the export needs opset ≥ {MIN_OPSET}")
+    if model.tta != "none":
+        raise SleegError(
+            f"tta '{model.tta}' is not exported (the graph runs one pass): set the model's tta "
+            "to 'none'"
+        )
     score = score or ("sleeg" if model.head is not None else "entropy")
     if score not in model.available_scores():
         raise SleegError(

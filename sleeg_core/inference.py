@@ -32,9 +32,7 @@ from sleeg_core.weights import resolve as resolve_weights
 
 TTA_MODES = ("none", "flip", "scales")  # test-time augmentation of AnomalySegmenter's scores
 TTA_SCALES = (1.0, 0.75, 0.5)  # tta "scales": network input sizes, as factors of the set size
-NODE_TTA = (
-    "scales"  # the node's (and CLI's) default tta: better on both segmentors (docs/accuracy.md)
-)
+NODE_TTA = "scales"  # the node's and the CLI's default tta (measured: docs/accuracy.md)
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # padding: zero once normalised
 # AnomalySegmenter._compute's (train ids, scores by name, logits) at the network's input size
 Outputs = tuple[torch.Tensor | None, dict[str, torch.Tensor], torch.Tensor | None]
@@ -70,8 +68,8 @@ class AnomalySegmenter(nn.Module):
     image's lowest, train ids are 255 (ignore) and logits 0. `tta="flip"` runs each image with
     its horizontal mirror in one batch of 2B and averages every score with the mirror's, flipped
     back; `tta="scales"` runs the network input again at each smaller factor of TTA_SCALES and
-    averages every score over the scales, upsampled back (1.81× the network work). Train ids and
-    logits stay those of the unflipped image at the set size.
+    averages every score over the scales, upsampled back (1.81× the pixels of one pass). Train
+    ids and logits stay those of the unflipped image at the set size.
     """
 
     def __init__(

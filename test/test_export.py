@@ -178,6 +178,10 @@ def test_clear_errors(tmp_path, tiny_model, tmp_model_args, capsys, ort):
     assert "opset 16 is too old" in capsys.readouterr().err
     assert sleeg(["export", *tmp_model_args, "--batch", "0", "--out", out]) == 2
     assert "batch must be at least 1" in capsys.readouterr().err
+    model, head_file = load_segmenter("enet", tiny_model["weights"], tiny_model["head"], "cpu")
+    model.tta = "scales"
+    with pytest.raises(SleegError, match="tta 'scales' is not exported"):
+        export_onnx(model, head_file, out, (64, 128))
     assert not (tmp_path / "m.onnx").exists()
     assert parse_size("256×512") == (256, 512)
 
