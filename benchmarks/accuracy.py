@@ -41,8 +41,8 @@ from sleeg_core.config import from_dict, load_config, to_dict
 from sleeg_core.errors import SleegError
 from sleeg_core.geometry import RESIZE_MODES
 from sleeg_core.headfile import HeadFile
-from sleeg_core.inference import NODE_TTA, TTA_MODES
 from sleeg_core.trainer import TrainConfig, Trainer
+from sleeg_core.tta import NODE_TTA, TTA_MODES
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = {

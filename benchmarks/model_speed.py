@@ -33,9 +33,10 @@ import torch
 
 from sleeg_core.head import DEFAULT_WIDTH, OoDHead
 from sleeg_core.headfile import HeadFile
-from sleeg_core.inference import TTA_MODES, AnomalySegmenter
+from sleeg_core.inference import AnomalySegmenter
 from sleeg_core.segmentors import build_segmentor
 from sleeg_core.segmentors.base import COMPILE_MODES
+from sleeg_core.tta import TTA_MODES
 
 REAL_WEIGHTS = {
     "enet": "weights/enet_cityscapes/enet.pth",

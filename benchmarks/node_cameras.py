@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from sleeg_core.images import to_batch
-from sleeg_core.inference import NODE_TTA, TTA_MODES, load_segmenter
+from sleeg_core.inference import load_segmenter
+from sleeg_core.tta import NODE_TTA, TTA_MODES
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_CODE = "import sys; from sleeg_ros.anomaly_node import main; sys.exit(main(sys.argv[1:]))"

@@ -28,7 +28,8 @@ import torch
 
 from sleeg_core.bags import write_image_bag
 from sleeg_core.images import list_images, read_rgb, to_batch
-from sleeg_core.inference import NODE_TTA, TTA_MODES, load_segmenter
+from sleeg_core.inference import load_segmenter
+from sleeg_core.tta import NODE_TTA, TTA_MODES
 
 TOPIC = "/camera/image_raw"
 

@@ -28,11 +28,9 @@ from sleeg_core.segmentors.base import (
     check_compile_mode,
     upsample_to_input,
 )
+from sleeg_core.tta import TTA_SCALES, check_tta
 from sleeg_core.weights import resolve as resolve_weights
 
-TTA_MODES = ("none", "flip", "scales")  # test-time augmentation of AnomalySegmenter's scores
-TTA_SCALES = (1.0, 0.75, 0.5)  # tta "scales": network input sizes, as factors of the set size
-NODE_TTA = "scales"  # the node's and the CLI's default tta (measured: docs/accuracy.md)
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # padding: zero once normalised
 # AnomalySegmenter._compute's (train ids, scores by name, logits) at the network's input size
 Outputs = tuple[torch.Tensor | None, dict[str, torch.Tensor], torch.Tensor | None]
@@ -97,8 +95,7 @@ class AnomalySegmenter(nn.Module):
 
     @tta.setter
     def tta(self, mode: str) -> None:
-        if mode not in TTA_MODES:
-            raise SleegError(f"unknown tta '{mode}'; choose one of: {', '.join(TTA_MODES)}")
+        check_tta(mode)
         self._tta = mode
 
     @classmethod

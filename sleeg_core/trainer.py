@@ -41,7 +41,7 @@ from sleeg_core.errors import SleegError
 from sleeg_core.head import DEFAULT_WIDTH, HeadConfig, OoDHead
 from sleeg_core.headfile import HeadFile
 from sleeg_core.images import read_rgb, to_batch
-from sleeg_core.inference import NODE_TTA, TTA_MODES, AnomalySegmenter, resolve_device
+from sleeg_core.inference import AnomalySegmenter, resolve_device
 from sleeg_core.losses import total_loss
 from sleeg_core.patches import PatchConfig, PatchRenderer
 from sleeg_core.refinement import refine_labels, refinement_scores
@@ -49,6 +49,7 @@ from sleeg_core.segmentors import Segmentor, build_segmentor
 from sleeg_core.segmentors.base import upsample_to_input
 from sleeg_core.train_data import AugmentConfig, CropDataset, StepSampler
 from sleeg_core.train_sources import SourceConfig, collect_frames
+from sleeg_core.tta import NODE_TTA, check_tta
 
 CHECKPOINT_FORMAT = "sleeg-train-checkpoint"
 
@@ -168,11 +169,10 @@ class Trainer:
         dist: Distributed | None = None,
     ):
         self.cfg = cfg
-        if cfg.calibration.tta not in TTA_MODES:  # before training, not after it
-            raise SleegError(
-                f"calibration.tta: unknown tta '{cfg.calibration.tta}'; choose one of: "
-                f"{', '.join(TTA_MODES)}"
-            )
+        try:  # before training, not after it
+            check_tta(cfg.calibration.tta)
+        except SleegError as err:
+            raise SleegError(f"calibration.tta: {err}") from None
         self.out = Path(cfg.out)
         self.dist = dist
         self.rank, self.world_size = (dist.rank, dist.world_size) if dist else (0, 1)

@@ -12,8 +12,9 @@ from ros_probe import Probe, start_node
 from sensor_msgs.msg import CompressedImage
 
 from sleeg_core.headfile import HeadFile
-from sleeg_core.inference import NODE_TTA, AnomalySegmenter
+from sleeg_core.inference import AnomalySegmenter
 from sleeg_core.segmentors.enet import ENetSegmentor
+from sleeg_core.tta import NODE_TTA
 from sleeg_ros.msg import AnomalyObstacleArray
 
 FRAME = np.random.default_rng(0).integers(0, 256, (96, 160, 3), dtype=np.uint8)

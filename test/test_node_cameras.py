@@ -2,6 +2,8 @@
 own): per-camera topics, headers, thresholds, health, fairness and start-up errors."""
 
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -204,3 +206,10 @@ def test_launch_arguments_give_the_camera_list_and_their_remappings():
     assert launch_cameras("front,left", "") == (["front", "left"], [])
     with pytest.raises(ValueError, match="1 topic\\(s\\) for 2 camera\\(s\\)"):
         launch_cameras("front,left", "/f/image_raw")
+
+
+def test_the_launch_files_parameter_module_does_not_load_pytorch():
+    """`ros2 launch` imports sleeg_ros.parameters in the launch process itself."""
+    code = "import sys, sleeg_ros.parameters; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -12,8 +12,9 @@ from sleeg_core.errors import SleegError
 from sleeg_core.estimators import sml_statistics
 from sleeg_core.geometry import fit_frame, to_frame, to_input
 from sleeg_core.head import OoDHead
-from sleeg_core.inference import PAD_RGB, TTA_SCALES, AnomalySegmenter, Prediction
+from sleeg_core.inference import PAD_RGB, AnomalySegmenter, Prediction
 from sleeg_core.segmentors.enet import ENetSegmentor
+from sleeg_core.tta import TTA_SCALES
 
 SCORES = ("sleeg", "tae", "tore", "msp", "maxlogit", "entropy", "energy", "sml")
 TOL = {"rtol": 1e-4, "atol": 1e-4}  # a batch of 2B vs B rounds differently

@@ -6,8 +6,8 @@ import argparse
 
 from sleeg_core.export import parse_size
 from sleeg_core.geometry import RESIZE_MODES
-from sleeg_core.inference import NODE_TTA, TTA_MODES
 from sleeg_core.segmentors import segmentor_names
+from sleeg_core.tta import NODE_TTA, TTA_MODES
 
 NODE_SIZE = "512x1024"  # the node's default inference_height × inference_width
 
