@@ -36,6 +36,7 @@ OUTPUTS = {
 }
 DIAGNOSTICS = "/diagnostics"
 NODE_STATUS = "sleeg_anomaly: /cam/image"  # status name "<node name>: <input topic>" begins so
+RESEND_S = 5.0  # an idempotent service request unanswered this long is sent again
 RELIABLE = QoSProfile(depth=50, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
@@ -143,14 +144,30 @@ class Probe:
         msg.data = np.ascontiguousarray(rgb).tobytes()
         return msg
 
-    def call(self, kind: type, service: str, request, timeout: float = 10.0):
-        """Call `service` (waiting for it) and return the response."""
+    def call(
+        self,
+        kind: type,
+        service: str,
+        request,
+        timeout: float = 10.0,
+        resend_s: float | None = None,
+    ):
+        """Call `service` (waiting for it) and return the response. An idempotent request may
+        be sent again every `resend_s` seconds: over DDS a request or its response can be lost
+        while a new client's endpoints are still being matched (seen once in CI)."""
         client = self.node.create_client(kind, service)
         try:
             assert self.wait_for(client.service_is_ready, timeout), f"no service {service}"
-            future = client.call_async(request)
-            assert self.wait_for(future.done, timeout), f"no answer from {service}"
-            return future.result()
+            futures = [client.call_async(request)]
+            deadline = time.monotonic() + timeout
+            while True:
+                wait = deadline - time.monotonic()
+                if resend_s is not None:
+                    wait = min(wait, resend_s)
+                if self.wait_for(lambda: any(f.done() for f in futures), max(wait, 0.0)):
+                    return next(f for f in futures if f.done()).result()
+                assert time.monotonic() < deadline, f"no answer from {service}"
+                futures.append(client.call_async(request))
         finally:
             self.node.destroy_client(client)
 
@@ -158,7 +175,9 @@ class Probe:
         request = SetParameters.Request(
             parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
         )
-        response = self.call(SetParameters, "/sleeg_anomaly/set_parameters", request)
+        response = self.call(
+            SetParameters, "/sleeg_anomaly/set_parameters", request, resend_s=RESEND_S
+        )
         return [r.successful for r in response.results]
 
     def change_state(self, transition: str, timeout: float = 60.0) -> bool:
@@ -169,7 +188,8 @@ class Probe:
 
     def lifecycle_state(self, timeout: float = 10.0) -> str:
         """The node's lifecycle state label (unconfigured, inactive, active, finalized)."""
-        response = self.call(GetState, "/sleeg_anomaly/get_state", GetState.Request(), timeout)
+        request = GetState.Request()
+        response = self.call(GetState, "/sleeg_anomaly/get_state", request, timeout, RESEND_S)
         return response.current_state.label
 
     def statuses(self) -> list[DiagnosticStatus]:
