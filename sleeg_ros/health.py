@@ -24,6 +24,12 @@ class Level(IntEnum):
     ERROR = 2
 
 
+LOST_FRAMES = (
+    "best-effort frames larger than a publisher's shared-memory segment are lost unless it runs "
+    "with config/fastdds.xml (or publishes reliable and reliable_input is true)"
+)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Thresholds of the level decision."""
@@ -111,8 +117,9 @@ class HealthMonitor:
         while self._timings and self._timings[0][0] <= start:
             self._timings.popleft()
 
-    def report(self) -> Health:
-        """Level, message and values now: totals, window rates and percentiles."""
+    def report(self, publishers: int | None = None) -> Health:
+        """Level, message and values now: totals, window rates and percentiles; `publishers`,
+        the publishers matched on the input (when known), names the likely cause of no input."""
         with self._lock:
             now = self._clock()
             self._trim(now)
@@ -130,21 +137,30 @@ class HealthMonitor:
             ms = [getattr(t, f"{name}_ms") for t in times]
             values[f"{name}_ms_p50"] = percentile(ms, 50)
             values[f"{name}_ms_p95"] = percentile(ms, 95)
-        level, message = self._decide(values)
+        if publishers is not None:
+            values["publishers"] = publishers
+        level, message = self._decide(values, waited=now - self._start)
         rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
         return Health(level, message, rounded)
 
-    def _decide(self, values: dict[str, float | int]) -> tuple[Level, str]:
-        """The worst level of the limits crossed, and every crossing in words."""
+    def _decide(self, values: dict[str, float | int], waited: float) -> tuple[Level, str]:
+        """The worst level of the limits crossed, and every crossing in words. A publisher that
+        has matched and sent nothing for max_input_age_s since the start (`waited`) is named."""
         lim = self.limits
         problems: list[tuple[Level, str]] = []
         age = values["input_age_s"]
-        if math.isnan(age):
-            problems.append((Level.ERROR, "no frame received yet"))
-        elif age > lim.max_input_age_s:
-            problems.append(
-                (Level.ERROR, f"no frame for {age:.1f} s (max_input_age_s {lim.max_input_age_s:g})")
-            )
+        publishers = values.get("publishers")
+        if math.isnan(age) or age > lim.max_input_age_s:
+            if math.isnan(age):
+                text = "no frame received yet"
+            else:
+                text = f"no frame for {age:.1f} s (max_input_age_s {lim.max_input_age_s:g})"
+            if publishers == 0:
+                text += "; no publisher on the input topic"
+            elif publishers and math.isnan(age) and waited > lim.max_input_age_s:
+                plural = "s" * (publishers > 1)
+                text += f" from {publishers} matched publisher{plural}: {LOST_FRAMES}"
+            problems.append((Level.ERROR, text))
         if values["bad_frame_rate"] > lim.max_bad_frame_rate:
             problems.append(
                 (

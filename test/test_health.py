@@ -53,6 +53,26 @@ def test_error_before_the_first_frame(monitor, clock):
     assert monitor.report().level == Level.ERROR
 
 
+def test_no_input_names_a_missing_or_silent_publisher(monitor, clock):
+    assert monitor.report().message == "no frame received yet"  # publishers unknown
+    none = monitor.report(publishers=0)
+    assert none.message == "no frame received yet; no publisher on the input topic"
+    assert none.values["publishers"] == 0
+    assert monitor.report(publishers=1).message == "no frame received yet"  # it may start soon
+    clock.now += 1.1  # max_input_age_s: matched, yet nothing came
+    silent = monitor.report(publishers=2)
+    assert silent.level == Level.ERROR
+    assert silent.message.startswith("no frame received yet from 2 matched publishers: ")
+    assert "config/fastdds.xml" in silent.message and "reliable_input" in silent.message
+    stream(monitor, clock, 1.0)
+    assert monitor.report(publishers=1).message == "ok"
+    clock.now += 2.0  # frames came before: a stalled camera, not lost frames
+    stale = monitor.report(publishers=1)
+    assert stale.message == "no frame for 2.0 s (max_input_age_s 1)"
+    gone = monitor.report(publishers=0)
+    assert gone.message == "no frame for 2.0 s (max_input_age_s 1); no publisher on the input topic"
+
+
 def test_ok_while_frames_flow_with_rates_and_percentiles(monitor, clock):
     stream(monitor, clock, 3.0)
     health = monitor.report()

@@ -75,8 +75,13 @@ def test_health_follows_the_input(domain, tiny_model):
     try:
         probe.wait_for_node()
         first = probe.next_status()  # no frame yet
-        assert (first.level, first.message) == (DiagnosticStatus.ERROR, "no frame received yet")
+        assert first.level == DiagnosticStatus.ERROR
+        assert first.message.startswith("no frame received yet")
         assert first.name == "sleeg_anomaly: /cam/image" and first.hardware_id == "front_camera"
+        assert values(first)["publishers"] == 1  # the probe's, matched, silent
+        silent = lambda: "from 1 matched publisher: " in probe.statuses()[-1].message  # noqa: E731
+        assert probe.wait_for(silent, 10.0), probe.statuses()[-1].message  # after 1 s
+        assert "config/fastdds.xml" in probe.statuses()[-1].message
 
         good = [probe.image(FRAME, (0, 0))]
         ok, _ = feed_until(probe, good, DiagnosticStatus.OK, timed=True)
@@ -108,6 +113,7 @@ def test_health_follows_the_input(domain, tiny_model):
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0, out
     assert "/diagnostics ERROR: no frame received yet" in out  # level changes are logged
+    assert "/diagnostics ERROR: no frame received yet from 1 matched publisher: " in out  # the hint
     assert "/diagnostics OK: ok" in out and "/diagnostics WARN: " in out
 
 
