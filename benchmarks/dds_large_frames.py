@@ -8,7 +8,11 @@ distinct frames it got. Sizes 1024×512 and 2048×1024; set-ups (publisher / sub
   config/fastdds.xml (the node as scripts/env.sh starts it);
 - b: config/fastdds.xml / config/fastdds.xml;
 - c: FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (no profile file) / config/fastdds.xml;
-- d: LARGE_DATA / LARGE_DATA.
+- d: LARGE_DATA / LARGE_DATA;
+- e: Fast DDS defaults, reliable / config/fastdds.xml, reliable (the node with reliable_input);
+- f: Fast DDS defaults, reliable / config/fastdds.xml, best effort (the node's default input).
+
+Every other set-up is best effort on both sides.
 
 Both processes: DDS on loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), their own
 ROS_DOMAIN_ID. The publisher starts after the subscriber is up, waits until it has matched it
@@ -42,12 +46,23 @@ SIDES = {  # environment of one side: variables set, variables removed
         ("FASTDDS_DEFAULT_PROFILES_FILE",),
     ),
 }
-SETUPS = {  # name: (publisher side, subscriber side)
-    "a": ("default", "fastdds.xml"),
-    "b": ("fastdds.xml", "fastdds.xml"),
-    "c": ("LARGE_DATA", "fastdds.xml"),
-    "d": ("LARGE_DATA", "LARGE_DATA"),
+SETUPS = {  # name: (publisher side, subscriber side, publisher reliable, subscriber reliable)
+    "a": ("default", "fastdds.xml", False, False),
+    "b": ("fastdds.xml", "fastdds.xml", False, False),
+    "c": ("LARGE_DATA", "fastdds.xml", False, False),
+    "d": ("LARGE_DATA", "LARGE_DATA", False, False),
+    "e": ("default", "fastdds.xml", True, True),
+    "f": ("default", "fastdds.xml", True, False),
 }
+
+
+def qos(reliable: bool):
+    """rclpy's sensor-data QoS (best effort, keep last 5), or reliable keep last 5."""
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+
+    if not reliable:
+        return qos_profile_sensor_data
+    return QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
 def side_env(side: str, domain_id: int) -> dict[str, str]:
@@ -64,7 +79,6 @@ def side_env(side: str, domain_id: int) -> dict[str, str]:
 def subscriber(args: argparse.Namespace) -> int:
     """Count distinct frames (by header stamp) until SIGTERM; print JSON."""
     import rclpy
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
     rclpy.init(signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
@@ -78,7 +92,7 @@ def subscriber(args: argparse.Namespace) -> int:
         latency_ms.append((time.time_ns() - int(msg.header.frame_id)) / 1e6)
         sizes.add((msg.width, msg.height))
 
-    node.create_subscription(Image, TOPIC, got, qos_profile_sensor_data)
+    node.create_subscription(Image, TOPIC, got, qos(args.reliable))
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     print("ready", flush=True)
@@ -97,12 +111,11 @@ def subscriber(args: argparse.Namespace) -> int:
 def publisher(args: argparse.Namespace) -> int:
     """Wait for the subscriber, publish `frames` frames at `rate` Hz; print JSON."""
     import rclpy
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
     rclpy.init()
     node = rclpy.create_node("dds_bench_pub")
-    pub = node.create_publisher(Image, TOPIC, qos_profile_sensor_data)
+    pub = node.create_publisher(Image, TOPIC, qos(args.reliable))
     w, h = SIZES[args.size]
     pixels = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     msg = Image(width=w, height=h, encoding="rgb8", step=w * 3, data=pixels.tobytes())
@@ -131,14 +144,16 @@ def last_json(text: str) -> dict:
 
 def measure(args: argparse.Namespace, setup: str, size: str) -> dict:
     """One set-up and size: a subscriber process, then a publisher process."""
-    pub_side, sub_side = SETUPS[setup]
+    pub_side, sub_side, pub_reliable, sub_reliable = SETUPS[setup]
     me = [sys.executable, str(Path(__file__).resolve()), "--frames", str(args.frames),
           "--rate", str(args.rate), "--size", size]  # fmt: skip
-    sub = subprocess.Popen([*me, "--role", "sub"], env=side_env(sub_side, args.domain_id),
+    sub_cmd = [*me, "--role", "sub", *["--reliable"] * sub_reliable]
+    pub_cmd = [*me, "--role", "pub", *["--reliable"] * pub_reliable]
+    sub = subprocess.Popen(sub_cmd, env=side_env(sub_side, args.domain_id),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     assert sub.stdout is not None
     sub.stdout.readline()  # "ready"
-    pub = subprocess.run([*me, "--role", "pub"], env=side_env(pub_side, args.domain_id),
+    pub = subprocess.run(pub_cmd, env=side_env(pub_side, args.domain_id),
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     time.sleep(1.0)
     sub.send_signal(signal.SIGTERM)
@@ -146,8 +161,8 @@ def measure(args: argparse.Namespace, setup: str, size: str) -> dict:
     sent, got = last_json(pub.stdout), last_json(out)
     row = {
         "setup": setup,
-        "publisher": pub_side,
-        "subscriber": sub_side,
+        "publisher": pub_side + (" reliable" if pub_reliable else ""),
+        "subscriber": sub_side + (" reliable" if sub_reliable else ""),
         "size": size,
         "matched": sent.get("matched"),
         "sent": sent.get("sent", 0),
@@ -164,12 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--rate", type=float, default=10.0)
-    parser.add_argument("--setups", default="abcd")
+    parser.add_argument("--setups", default="".join(SETUPS))
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--domain-id", type=int, default=100)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--role", choices=["sub", "pub"], help=argparse.SUPPRESS)
     parser.add_argument("--size", choices=list(SIZES), help=argparse.SUPPRESS)
+    parser.add_argument("--reliable", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "sub":
         return subscriber(args)
@@ -184,12 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes:
             row = measure(args, setup, size)
             rows.append(row)
-            print(f"{setup} pub {row['publisher']:<11} sub {row['subscriber']:<11} {size:>9}:"
+            print(f"{setup} pub {row['publisher']:<16} sub {row['subscriber']:<20} {size:>9}:"
                   f" {row['received']}/{row['sent']} ({row['delivery']:.0%})")  # fmt: skip
     result = {
         "frames": args.frames,
         "rate_hz": args.rate,
-        "qos": "sensor data (best effort, keep last 5)",
+        "qos": "sensor data (best effort, keep last 5) unless a side says reliable (keep last 5)",
         "cpus": os.cpu_count(),
         "loadavg_start": load,
         "loadavg_end": os.getloadavg(),
