@@ -37,6 +37,7 @@ OUTPUTS = {
 DIAGNOSTICS = "/diagnostics"
 NODE_STATUS = "sleeg_anomaly: /cam/image"  # status name "<node name>: <input topic>" begins so
 RESEND_S = 5.0  # an idempotent service request unanswered this long is sent again
+SETTLE_S = 0.5  # a request sent once waits this long after its service is ready
 RELIABLE = QoSProfile(depth=50, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
@@ -152,12 +153,15 @@ class Probe:
         timeout: float = 10.0,
         resend_s: float | None = None,
     ):
-        """Call `service` (waiting for it) and return the response. An idempotent request may
-        be sent again every `resend_s` seconds: over DDS a request or its response can be lost
-        while a new client's endpoints are still being matched (seen once in CI)."""
+        """Call `service` (waiting for it) and return the response. Over DDS a request or its
+        answer can be lost while a new client's endpoints are still being matched (seen once in
+        CI): an idempotent request is sent again every `resend_s` seconds; one that must go
+        once waits SETTLE_S after the service is ready before it is sent."""
         client = self.node.create_client(kind, service)
         try:
             assert self.wait_for(client.service_is_ready, timeout), f"no service {service}"
+            if resend_s is None:
+                self.spin(SETTLE_S)
             futures = [client.call_async(request)]
             deadline = time.monotonic() + timeout
             while True:
