@@ -84,7 +84,7 @@ from sleeg_core.weights import KNOWN_WEIGHTS
 from sleeg_core.weights import resolve as resolve_weights
 from sleeg_ros.conversions import array_to_image
 from sleeg_ros.frame_slot import LatestFrames
-from sleeg_ros.health import LOST_FRAMES, HealthMonitor, Level, Limits, Timings
+from sleeg_ros.health import HealthMonitor, Level, Limits, Timings
 from sleeg_ros.msg import AnomalyObstacle, AnomalyObstacleArray
 from sleeg_ros.parameters import CAMERA_NAME, CAMERA_PARAMS, IMAGE_TRANSPORTS, PARAMS
 
@@ -129,7 +129,7 @@ class Camera:
     subscription: Subscription | None = None
     health: HealthMonitor | None = None
     last_stamp_ns: int | None = None  # header stamp of the newest frame
-    last_logged: tuple[Level, bool] | None = None  # level, and whether lost frames were named
+    last_logged: tuple[Level, tuple[str, ...]] | None = None  # the last logged level and causes
 
     def topic(self, relative: str) -> str:
         """`relative` under this camera's prefix (`c/...`; the single camera: unprefixed)."""
@@ -688,10 +688,11 @@ class AnomalyNode(LifecycleNode):
 
     def _status(self, camera: Camera, now_ns: int) -> DiagnosticStatus:
         values: dict[str, Any] = {"lifecycle_state": self.state}
+        causes: tuple[str, ...] = ()
         if self.state == "active":
             sub = camera.subscription
             health = camera.health.report(None if sub is None else sub.get_publisher_count())
-            level, message = health.level, health.message
+            level, message, causes = health.level, health.message, health.causes
             stamp_ns = camera.last_stamp_ns
             age = math.nan if stamp_ns is None else round((now_ns - stamp_ns) / 1e9, 3)
             values |= {
@@ -711,7 +712,7 @@ class AnomalyNode(LifecycleNode):
             values["gpu_memory_reserved_mb"] = round(
                 torch.cuda.memory_reserved(self.device) / 2**20, 1
             )
-        logged = (level, LOST_FRAMES in message)  # a new level, or the lost-frames hint, is logged
+        logged = (level, causes)  # a new level, or a new cause at the same level, is logged
         if logged != camera.last_logged:  # one call site per severity (rclpy's rule)
             where = f"camera {camera.name}: " if camera.name else ""
             change = f"/diagnostics {level.name}: {where}{message}"

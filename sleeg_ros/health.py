@@ -54,6 +54,7 @@ class Health:
     level: Level
     message: str
     values: dict[str, float | int]
+    causes: tuple[str, ...] = ()  # what the message names, as stable keys (no numbers)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -139,15 +140,18 @@ class HealthMonitor:
             values[f"{name}_ms_p95"] = percentile(ms, 95)
         if publishers is not None:
             values["publishers"] = publishers
-        level, message = self._decide(values, waited=now - self._start)
+        level, message, causes = self._decide(values, waited=now - self._start)
         rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
-        return Health(level, message, rounded)
+        return Health(level, message, rounded, causes)
 
-    def _decide(self, values: dict[str, float | int], waited: float) -> tuple[Level, str]:
-        """The worst level of the limits crossed, and every crossing in words. A publisher that
-        has matched and sent nothing for max_input_age_s since the start (`waited`) is named."""
+    def _decide(
+        self, values: dict[str, float | int], waited: float
+    ) -> tuple[Level, str, tuple[str, ...]]:
+        """The worst level of the limits crossed, every crossing in words, and their causes. A
+        publisher that has matched and sent nothing for max_input_age_s since the start
+        (`waited`) is named."""
         lim = self.limits
-        problems: list[tuple[Level, str]] = []
+        problems: list[tuple[Level, str, str]] = []  # level, cause, text
         age = values["input_age_s"]
         publishers = values.get("publishers")
         if math.isnan(age) or age > lim.max_input_age_s:
@@ -155,16 +159,19 @@ class HealthMonitor:
                 text = "no frame received yet"
             else:
                 text = f"no frame for {age:.1f} s (max_input_age_s {lim.max_input_age_s:g})"
+            cause = "no_input"
             if publishers == 0:
-                text += "; no publisher on the input topic"
+                cause, text = "no_publisher", text + "; no publisher on the input topic"
             elif publishers and math.isnan(age) and waited > lim.max_input_age_s:
                 plural = "s" * (publishers > 1)
+                cause = "lost_frames"
                 text += f" from {publishers} matched publisher{plural}: {LOST_FRAMES}"
-            problems.append((Level.ERROR, text))
+            problems.append((Level.ERROR, cause, text))
         if values["bad_frame_rate"] > lim.max_bad_frame_rate:
             problems.append(
                 (
                     Level.WARN,
+                    "bad_frames",
                     f"{values['bad_frame_rate']:.0%} bad frames over {lim.window_s:g} s "
                     f"(max_bad_frame_rate {lim.max_bad_frame_rate:g})",
                 )
@@ -174,10 +181,12 @@ class HealthMonitor:
             problems.append(
                 (
                     Level.WARN,
+                    "slow",
                     f"processing p95 {p95:.0f} ms over {lim.window_s:g} s is above "
                     f"processing_budget_ms {lim.processing_budget_ms:g}",
                 )
             )
         if not problems:
-            return Level.OK, "ok"
-        return max(level for level, _ in problems), "; ".join(text for _, text in problems)
+            return Level.OK, "ok", ()
+        level = max(level for level, _, _ in problems)
+        return level, "; ".join(text for _, _, text in problems), tuple(c for _, c, _ in problems)

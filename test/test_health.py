@@ -55,17 +55,20 @@ def test_error_before_the_first_frame(monitor, clock):
 
 def test_no_input_names_a_missing_or_silent_publisher(monitor, clock):
     assert monitor.report().message == "no frame received yet"  # publishers unknown
+    assert monitor.report().causes == ("no_input",)
     none = monitor.report(publishers=0)
     assert none.message == "no frame received yet; no publisher on the input topic"
-    assert none.values["publishers"] == 0
+    assert none.values["publishers"] == 0 and none.causes == ("no_publisher",)
     assert monitor.report(publishers=1).message == "no frame received yet"  # it may start soon
     clock.now += 1.1  # max_input_age_s: matched, yet nothing came
     silent = monitor.report(publishers=2)
     assert silent.level == Level.ERROR
     assert silent.message.startswith("no frame received yet from 2 matched publishers: ")
     assert "config/fastdds.xml" in silent.message and "reliable_input" in silent.message
+    assert silent.causes == ("lost_frames",)
     stream(monitor, clock, 1.0)
     assert monitor.report(publishers=1).message == "ok"
+    assert monitor.report(publishers=1).causes == ()
     clock.now += 2.0  # frames came before: a stalled camera, not lost frames
     stale = monitor.report(publishers=1)
     assert stale.message == "no frame for 2.0 s (max_input_age_s 1)"
@@ -151,6 +154,7 @@ def test_stale_and_bad_input_report_both_at_the_worst_level(monitor, clock):
     health = monitor.report()
     assert health.level == Level.ERROR
     assert health.message.startswith("no frame for 2.0 s") and "bad frames" in health.message
+    assert health.causes == ("no_input", "bad_frames")
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 100])
