@@ -22,6 +22,12 @@ road; the others go anywhere.
 A fraction `noise_fraction` of the patches keep their shape but are filled with Gaussian noise of
 the batch's per-channel mean and standard deviation, clipped to the batch's value range.
 
+`feather` > 0 softens the outer edge of the pasted pixels: each one is blended with the image under
+it by alpha = 2·Φ(d/σ) − 1 of its distance d inside the pasted region's edge (σ = `feather` px,
+computed as a Gaussian blur of the region), so a patch fades in over about 2σ pixels instead of
+showing a one-pixel seam; the pasted label is then the pixels with alpha ≥ 0.5. With 0 (the
+paper) every patch has a hard edge.
+
 Per-pixel work runs on tensors on the images' device, for all the batch's patches at once (crops
 stacked to the largest size); every random number comes from the given torch.Generator, so the
 same seed (and bank contents) gives the same output.
@@ -51,6 +57,7 @@ SHAPES = ("convex_harris", "square", "random_hull")
 AREA_SAMPLING = ("uniform", "log_uniform")
 MIN_PATCH_SIDE = 3  # smallest crop side in pixels (a hull needs room for a triangle)
 DEGENERATE_HULL_FRACTION = 0.01  # largest corner triangle below this share of the crop → rectangle
+MAX_FEATHER = 16.0  # largest feather σ in pixels
 HULL_EDGES_PER_PASS_GPU = 8  # hull half-planes tested per pass on a GPU (P×8×h×w bool)
 HARRIS_NMS_RADIUS = 2  # a corner is the strongest response in its (2r+1)² neighbourhood
 HARRIS_SIGMA = 1.0  # Gaussian window of the structure tensor
@@ -82,6 +89,7 @@ class PatchConfig:
     harris_k: float = 0.04  # R = det(M) − k·trace(M)²
     harris_quality: float = 0.01  # corners need R ≥ quality · the crop's largest R
     n_random_points: int = 15  # points per "random_hull" shape
+    feather: float = 0.0  # σ in pixels of the blended edge of pasted regions (0: hard edge)
 
     def __post_init__(self) -> None:
         self.area_range = _pair(self.area_range, "area_range")
@@ -100,6 +108,7 @@ class PatchConfig:
             (self.max_corners < 3, "max_corners must be ≥ 3"),
             (not 0 <= self.harris_quality < 1, "harris_quality must be in [0, 1)"),
             (self.n_random_points < 3, "n_random_points must be ≥ 3"),
+            (not 0 <= self.feather <= MAX_FEATHER, f"feather must be in [0, {MAX_FEATHER}] px"),
         ]
         for bad, message in problems:
             if bad:
@@ -421,6 +430,8 @@ def render_patches(
         if noise_stats is not None and any(noise):
             crops = _with_noise(crops, torch.tensor(noise), noise_stats, generator)
         out, pasted = paste(images, crops, masks, table[:, 0], table[:, 1:3])
+        if config.feather > 0:
+            out, pasted = feather_edges(images, out, pasted, config.feather)
     if bank is not None:
         for i in range(batch):
             for u_area, u_aspect, u_y, u_x in bank_draws[i]:
@@ -485,6 +496,24 @@ def paste(
     out[:spare] = images.flatten()
     out.index_copy_(0, torch.where(wins, element, spare).flatten(), crops.flatten())
     return out[:spare].view_as(images), (owner >= 0).view(batch, height, width)
+
+
+def feather_edges(
+    images: torch.Tensor, pasted_images: torch.Tensor, pasted: torch.Tensor, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend the pasted pixels of `pasted_images` into `images` with alpha = 2·blur(pasted) − 1
+    (Gaussian σ = `sigma` px, border replicated), clamped to [0, 1]: 0 on the region's edge, 1
+    from about 2σ inside it. Returns (images in the input dtype, B×H×W bool alpha ≥ 0.5)."""
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, device=images.device, dtype=torch.float32)
+    taps = torch.exp(-(t**2) / (2 * sigma**2))
+    taps = taps / taps.sum()
+    region = F.pad(pasted[:, None].float(), (radius,) * 4, mode="replicate")
+    region = F.conv2d(F.conv2d(region, taps.view(1, 1, -1, 1)), taps.view(1, 1, 1, -1))
+    alpha = (2 * region - 1).clamp(0, 1)
+    mixed = images.float() + alpha * (pasted_images.float() - images.float())
+    mixed = mixed if images.is_floating_point() else mixed.round()
+    return mixed.to(images.dtype), alpha[:, 0] >= 0.5
 
 
 def _check_batch(images: torch.Tensor) -> None:

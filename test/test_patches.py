@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sleeg_core.errors import SleegError
 from sleeg_core.patches import (
@@ -370,11 +371,37 @@ def test_config_round_trip_presets_and_errors():
         {"n_patches": -1},
         {"area_sampling": "normal"},
         {"road_fraction": -0.1},
+        {"feather": -1.0},
+        {"feather": 100.0},
     ]:
         with pytest.raises(SleegError):
             PatchConfig(**bad)
     with pytest.raises(SleegError, match=r"unknown config key 'patches\.n_patch'"):
         PatchConfig.from_dict({"n_patch": 3})
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_feathered_patches_fade_in_from_the_edge_and_keep_the_rest(dtype):
+    images = torch.tensor(IDS[:2], dtype=dtype)[:, None, None, None].expand(2, 3, 96, 192)
+    images = images.contiguous()
+    hard = render(images, seed=3, shape="square")
+    soft = render(images, seed=3, shape="square", feather=2.0)
+    assert soft.images.dtype == dtype
+    # outside the hard region nothing changes; the label shrinks to the pixels mostly pasted
+    assert torch.equal(soft.images[:, 0][~hard.pasted], images[:, 0][~hard.pasted])
+    assert (soft.pasted & ~hard.pasted).sum() == 0 and 0 < soft.pasted.sum() < hard.pasted.sum()
+    # 3σ inside the region's edge the patch is as pasted (alpha ≥ 0.997)
+    inner = -F.max_pool2d(-hard.pasted[:, None].float(), 13, 1, 6)[:, 0] > 0.5
+    assert inner.any()
+    gap = (soft.images.float() - hard.images.float()).abs()[:, 0][inner]
+    assert gap.max() <= 0.003 * (IDS[1] - IDS[0]) + 0.5
+    # on the edge's inner rim the value lies strictly between the image and the patch (but at a
+    # square's corners, where alpha = 2·Φ(d/σ)² − 1 can round to 0)
+    rim = hard.pasted & ~(-F.max_pool2d(-hard.pasted[:, None].float(), 3, 1, 1)[:, 0] > 0.5)
+    red, under, over = soft.images[:, 0].float(), images[:, 0].float(), hard.images[:, 0].float()
+    between = (red - under) * (over - red) > 0
+    changed = rim & (over != under)
+    assert changed.any() and between[changed].float().mean() > 0.75
 
 
 @pytest.mark.parametrize(
