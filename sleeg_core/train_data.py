@@ -19,15 +19,23 @@ from torch.utils.data import Dataset, Sampler
 from sleeg_core.errors import SleegError
 from sleeg_core.images import read_rgb
 
+SHARED_SLOT = 2**31 - 1  # the random stream a step's crops share (never a real slot)
+
 
 @dataclass
 class AugmentConfig:
-    """Crop size (h, w), random rescale range, flip and photometric distortion (mmseg-style)."""
+    """Crop size (h, w), random rescale range, flip and photometric distortion (mmseg-style).
+
+    `photometric_shared`: one distortion per step for every crop of the batch, so a patch pasted
+    from another crop has the same brightness, contrast, saturation and hue as the scene it lands
+    in (as one camera would see both); False draws one per crop.
+    """
 
     crop: tuple[int, int] = (512, 1024)
     scale: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
     photometric: bool = True
+    photometric_shared: bool = False
 
 
 def sample_rng(seed: int, step: int, slot: int) -> np.random.Generator:
@@ -59,8 +67,14 @@ def photometric_distortion(image: np.ndarray, rng: np.random.Generator) -> np.nd
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def random_crop(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Rescale by U(scale) (at least enough to cover the crop), crop, flip, distort.
+def random_crop(
+    image: np.ndarray,
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+    photometric_rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Rescale by U(scale) (at least enough to cover the crop), crop, flip, distort (with
+    `photometric_rng` when given, else `rng`).
 
     The crop window is chosen in the source image (crop size / scale) and only that window is
     resized: the same augmentation as resizing the whole frame first, at a fraction of the cost.
@@ -76,7 +90,7 @@ def random_crop(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator)
     if cfg.flip and rng.random() < 0.5:
         image = image[:, ::-1]
     if cfg.photometric:
-        image = photometric_distortion(image, rng)
+        image = photometric_distortion(image, rng if photometric_rng is None else photometric_rng)
     return np.ascontiguousarray(image)
 
 
@@ -150,5 +164,6 @@ class CropDataset(Dataset):
     def __getitem__(self, key: tuple[int, int, int]) -> torch.Tensor:
         index, step, slot = key
         rng = sample_rng(self.seed, step, slot)
-        crop = random_crop(self.frame(index), self.cfg, rng)
+        shared = sample_rng(self.seed, step, SHARED_SLOT) if self.cfg.photometric_shared else None
+        crop = random_crop(self.frame(index), self.cfg, rng, shared)
         return torch.from_numpy(crop).permute(2, 0, 1)

@@ -47,6 +47,22 @@ def test_same_key_same_crop(tmp_path: Path):
     assert data[(0, 7, 1)].shape == (3, 32, 48)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_shared_distortion_gives_every_crop_of_a_step_the_same_colour(tmp_path: Path, shared):
+    path = tmp_path / "grey.png"
+    cv2.imwrite(str(path), np.full((90, 160, 3), (60, 120, 180), np.uint8))
+    cfg = AugmentConfig(crop=(16, 32), photometric_shared=shared)
+    data = CropDataset([path], cfg, seed=3)
+    plain = CropDataset([path], AugmentConfig(crop=(16, 32), photometric=False), seed=3)
+    colours = [
+        [tuple(data[(0, step, slot)][:, 0, 0].tolist()) for slot in range(4)] for step in range(8)
+    ]
+    same = [len(set(c)) == 1 for c in colours]
+    assert all(same) if shared else not all(same)
+    assert len({c[0] for c in colours}) > 1  # the distortion still changes from step to step
+    assert {tuple(plain[(0, 0, s)][:, 0, 0].tolist()) for s in range(4)} == {(180, 120, 60)}
+
+
 def test_decoded_frames_are_cached_within_the_budget(tmp_path: Path):
     paths = []
     for i in range(3):
