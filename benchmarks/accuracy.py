@@ -17,7 +17,8 @@ Protocol v2 (docs/accuracy.md):
 
 Writes DIR/head.pt, DIR/results.json (metrics, wall times, the config), DIR/results.md, the PR/ROC
 curves and example overlays, plus the training run (metrics.csv, checkpoints/, tensorboard/), and
-prints, per set, whether SLEEG beats the best baseline in AP and in FPR95.
+prints, per set, whether SLEEG beats the best baseline in AP and in FPR95, and in what share of
+`--bootstrap` resamples of the set's images (the same draws for every score) it does.
 
     python benchmarks/accuracy.py --data-root ../shared/data --out /tmp/acc --segmentor enet
     python benchmarks/accuracy.py --data-root ../shared/data --out /tmp/acc --head models/x.pt
@@ -52,6 +53,8 @@ WEIGHTS = {
 TRAIN_IMAGES = "cityscapes_train/images"
 TRAIN_EVERY = {"cpu": 1, "gpu": 5}  # the GPU machine carries ≤ 64 MiB: every 5th frame, ~32 MB
 SML_IMAGES = 100  # training frames (evenly spaced) for SML's per-class statistics
+BOOTSTRAP = 1000  # resamples of each set's images (intervals; paired head-vs-baseline shares)
+SMOKE_BOOTSTRAP = 20
 EVAL_SETS = {
     "road_anomaly": "anomaly/road_anomaly",
     "ra21": "anomaly/smiyc_roadanomaly21_val",
@@ -116,6 +119,7 @@ def evaluate(args: argparse.Namespace, head: Path) -> int:
     argv += ["--tta", args.tta]
     if args.lam is not None:
         argv += ["--lam", str(args.lam)]
+    argv += ["--bootstrap", str(SMOKE_BOOTSTRAP if args.smoke else args.bootstrap)]
     if args.smoke:
         argv += ["--size", SMOKE_EVAL_SIZE, "--examples", "1"]
     else:
@@ -138,6 +142,10 @@ def verdict(results: dict, score: str) -> dict[str, dict[str, object]]:
             "beats_ap": scores[score]["ap"] > scores[best_ap]["ap"],
             "beats_fpr95": scores[score]["fpr95"] < scores[best_fpr]["fpr95"],
         }
+        paired = result.get("bootstrap", {}).get("paired", {})
+        if best_ap in paired and best_fpr in paired:  # share of image resamples it beats them in
+            out[name]["resampled_beats_ap"] = paired[best_ap]["ap"]
+            out[name]["resampled_beats_fpr95"] = paired[best_fpr]["fpr95"]
     return out
 
 
@@ -179,6 +187,13 @@ def main() -> int:
         "--resize-mode", choices=RESIZE_MODES, default="pad", help="default pad, the node's"
     )
     parser.add_argument("--smoke", action="store_true", help="a few tiny steps: does it run?")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=BOOTSTRAP,
+        help=f"resamples of each set's images for intervals (sleeg eval --bootstrap; default "
+        f"{BOOTSTRAP}; 0: off)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -236,10 +251,17 @@ def main() -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wall time: train {t_train / 60:.1f} min + eval {t_eval / 60:.1f} min")
     for name, v in results["verdict"].items():
+        shares = ""
+        if "resampled_beats_ap" in v:
+            shares = (
+                f" (in {100 * v['resampled_beats_ap']:.0f} % and "
+                f"{100 * v['resampled_beats_fpr95']:.0f} % of the image resamples)"
+            )
         print(
             f"{name}: sleeg vs best baseline — AP ({v['best_baseline_ap']}): "
             f"{'beats' if v['beats_ap'] else 'does NOT beat'}, FPR95 "
             f"({v['best_baseline_fpr95']}): {'beats' if v['beats_fpr95'] else 'does NOT beat'}"
+            f"{shares}"
         )
     return 0
 

@@ -17,7 +17,16 @@ from sleeg_core.errors import SleegError
 from sleeg_core.estimators import SMLStatistics
 from sleeg_core.images import list_images, read_rgb, to_batch
 from sleeg_core.inference import AnomalySegmenter
-from sleeg_core.metrics import AnomalyMetrics, Curves, StreamingMetrics
+from sleeg_core.metrics import (
+    AnomalyMetrics,
+    Curves,
+    ImageBootstrap,
+    StreamingMetrics,
+    image_draws,
+    interval,
+)
+
+HEAD_SCORE = "sleeg"  # the score the others are compared with in the bootstrap
 
 
 @dataclass
@@ -30,9 +39,14 @@ class DatasetResult:
     curves: dict[str, Curves]
     examples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     # (name, image, label, score map) of the first few images
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    # score → {"ap", "fpr95"}: 90 % bootstrap interval over the images (when asked for)
+    paired: dict[str, dict[str, float]] = field(default_factory=dict)
+    # other score → share of the same draws in which 'sleeg' is better {"ap", "fpr95"}
+    n_draws: int = 0
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "n_images": self.n_images,
             "n_valid_pixels": self.n_valid_pixels,
             "n_anomaly_pixels": self.n_anomaly_pixels,
@@ -41,6 +55,11 @@ class DatasetResult:
                 for name, m in self.metrics.items()
             },
         }
+        if self.n_draws:
+            out["bootstrap"] = {"draws": self.n_draws, "level": 0.9, "paired": self.paired}
+            for name, bounds in self.intervals.items():
+                out["scores"][name]["ci90"] = {k: list(v) for k, v in bounds.items()}
+        return out
 
 
 @torch.no_grad()
@@ -79,14 +98,18 @@ def evaluate_dataset(
     n_examples: int = 3,
     progress: bool = True,
     resize_mode: str = "stretch",
+    bootstrap: int = 0,
 ) -> DatasetResult:
     """Every score on every image of `dataset`, pooled over all valid pixels (void excluded).
 
     With `size`, the model runs at that size (frame fitted by `resize_mode`, as the node does)
     and the scores are mapped back to the label's resolution. The first `n_examples` images are
-    kept with the map of 'sleeg' (else the first score)."""
+    kept with the map of 'sleeg' (else the first score). `bootstrap` > 0: that many resamples of
+    the images (the same for every score) give each score's 90 % intervals of AP and FPR95 and,
+    against every other score, the share of draws in which 'sleeg' is better."""
     device = next(model.parameters()).device
     acc = {s: StreamingMetrics() for s in scores}
+    boot = {s: ImageBootstrap() for s in scores} if bootstrap > 0 else {}
     n_valid = n_anomaly = 0
     examples = []
     shown = "sleeg" if "sleeg" in scores else scores[0]
@@ -97,12 +120,14 @@ def evaluate_dataset(
         valid = label != 255
         for s in scores:
             acc[s].update(pred.scores[s][0], label, valid)
+            if boot:
+                boot[s].update(pred.scores[s][0], label, valid)
         n_valid += int(valid.sum())
         n_anomaly += int((label == 1).sum())
         if i < n_examples:
             shown_map = pred.scores[shown][0].cpu().numpy()
             examples.append((sample.name, sample.image, sample.label, shown_map))
-    return DatasetResult(
+    result = DatasetResult(
         name=name,
         n_images=len(dataset),
         n_valid_pixels=n_valid,
@@ -111,6 +136,27 @@ def evaluate_dataset(
         curves={s: a.curves(max_points=1000) for s, a in acc.items()},
         examples=examples,
     )
+    if boot:
+        _add_bootstrap(result, boot, bootstrap)
+    return result
+
+
+def _add_bootstrap(result: DatasetResult, boot: dict[str, ImageBootstrap], n_draws: int) -> None:
+    """Intervals of every score and the head's paired shares, from one set of image draws."""
+    draws = image_draws(result.n_images, n_draws)
+    values = {s: b.resampled(draws) for s, b in boot.items()}
+    result.n_draws = n_draws
+    result.intervals = {
+        s: {"ap": interval(ap), "fpr95": interval(fpr)} for s, (ap, fpr) in values.items()
+    }
+    if HEAD_SCORE in values:
+        head_ap, head_fpr = values[HEAD_SCORE]
+        for s, (ap, fpr) in values.items():
+            if s != HEAD_SCORE:
+                result.paired[s] = {
+                    "ap": float(np.nanmean(np.where(np.isnan(ap), np.nan, head_ap > ap))),
+                    "fpr95": float(np.nanmean(np.where(np.isnan(fpr), np.nan, head_fpr < fpr))),
+                }
 
 
 def results_table(results: Sequence[DatasetResult]) -> str:
@@ -129,6 +175,19 @@ def results_table(results: Sequence[DatasetResult]) -> str:
         for s, m in r.metrics.items():
             ap = f"**{100 * m.ap:.2f}**" if m.ap == best_ap else f"{100 * m.ap:.2f}"
             fpr = f"**{100 * m.fpr95:.2f}**" if m.fpr95 == best_fpr else f"{100 * m.fpr95:.2f}"
+            if s in r.intervals:
+                ap += " ({:.1f}–{:.1f})".format(*(100 * v for v in r.intervals[s]["ap"]))
+                fpr += " ({:.1f}–{:.1f})".format(*(100 * v for v in r.intervals[s]["fpr95"]))
             lines.append(f"| {s} | {ap} | {100 * m.auroc:.2f} | {fpr} |")
+        if r.n_draws:
+            lines += [
+                "",
+                f"In brackets: 90 % interval over {r.n_draws} resamples of the images.",
+            ]
+            lines += [
+                f"- {HEAD_SCORE} better than {s} in {100 * p['ap']:.0f} % of the draws in AP, "
+                f"{100 * p['fpr95']:.0f} % in FPR95"
+                for s, p in r.paired.items()
+            ]
         lines.append("")
     return "\n".join(lines)

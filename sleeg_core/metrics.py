@@ -35,6 +35,12 @@ Two modes return the same `AnomalyMetrics`:
   largest for scores far from 0 relative to their spread (the energy family); centre such scores
   (subtract a constant) or use the exact mode when the 4th decimal of FPR95 matters.
 
+- `ImageBootstrap`: per-image histograms of one score (`mantissa_bits` 8 by default: relative
+  resolution 1/256), for percentile intervals over the dataset's images resampled with
+  replacement (`image_draws`): the images, not the pixels, are the samples, since neighbouring
+  pixels of one image are far from independent. Scores given the same draws are paired, so
+  "score a beats score b in x % of the draws" is a fair comparison on the same resampled sets.
+
 Example:
     >>> import numpy as np
     >>> m = exact_metrics(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
@@ -362,3 +368,70 @@ class StreamingMetrics:
     def curves(self, max_points: int | None = 2000) -> Curves:
         """ROC and PR curves at the bin thresholds (scores truncated to `mantissa_bits`)."""
         return _curves(self._counts(), max_points)
+
+
+# ---------------------------------------------------------------- bootstrap over images
+
+
+def image_draws(n_images: int, n_draws: int, seed: int = 0) -> np.ndarray:
+    """`n_draws` resamples of `n_images` image indices with replacement (n_draws × n_images)."""
+    if n_images < 1 or n_draws < 1:
+        raise SleegError(f"bootstrap needs images and draws, got {n_images} and {n_draws}")
+    return np.random.default_rng(seed).integers(0, n_images, (n_draws, n_images))
+
+
+class ImageBootstrap:
+    """Per-image histograms of one score: `update()` per image, then `resampled(draws)`.
+
+    Each image is binned as by `StreamingMetrics(mantissa_bits)` and kept as its non-empty bins
+    (int32), so memory grows with the images (typically tens of kB each at 8 bits).
+    """
+
+    def __init__(self, mantissa_bits: int = 8) -> None:
+        self.mantissa_bits = mantissa_bits
+        self._images: list[tuple[np.ndarray, np.ndarray]] = []  # (2·bin + label, count)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def update(self, scores: Array, labels: Array, valid_mask: Array | None = None) -> None:
+        """Add one image (the checks and void rules of `StreamingMetrics.update`)."""
+        acc = StreamingMetrics(self.mantissa_bits)
+        acc.update(scores, labels, valid_mask)
+        hist = acc._hist[:-1].cpu().numpy()
+        keys = np.flatnonzero(hist)
+        self._images.append((keys.astype(np.int32), hist[keys].astype(np.int32)))
+
+    def resampled(
+        self, draws: np.ndarray, fpr95_rule: Fpr95Rule = "first_ge"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """AP and FPR95 of each draw (a row of image indices); NaN for a draw without anomaly
+        or without normal pixels."""
+        if not self._images:
+            raise SleegError("no images accumulated: call update() first")
+        if draws.ndim != 2 or draws.size == 0 or draws.min() < 0 or draws.max() >= len(self):
+            raise SleegError(f"draws must be rows of image indices in [0, {len(self)})")
+        keys = np.unique(np.concatenate([k for k, _ in self._images]))
+        bins, column = np.unique(keys >> 1, return_inverse=True)
+        counts = np.zeros((2, len(self._images), len(bins)))  # normal / anomaly × image × bin
+        for i, (k, c) in enumerate(self._images):
+            counts[k & 1, i, column[np.searchsorted(keys, k)]] = c
+        counts = counts[:, :, ::-1]  # thresholds descending, as _Counts wants
+        ap, fpr95 = np.full(len(draws), np.nan), np.full(len(draws), np.nan)
+        no_thresholds = np.empty(0, np.float32)  # _metrics reads only the counts
+        for d, draw in enumerate(draws):
+            weight = np.bincount(draw, minlength=len(self._images)).astype(np.float64)
+            hist = weight @ counts
+            hist = hist[:, hist.any(axis=0)]  # bins of images not drawn would be empty steps
+            fps, tps = np.cumsum(hist, axis=-1).astype(np.int64)
+            if tps[-1] and fps[-1]:
+                m = _metrics(_Counts(no_thresholds, tps, fps), fpr95_rule)
+                ap[d], fpr95[d] = m.ap, m.fpr95
+        return ap, fpr95
+
+
+def interval(values: np.ndarray, level: float = 0.9) -> tuple[float, float]:
+    """The central `level` percentile interval of bootstrap values (NaN draws left out)."""
+    tail = 50 * (1 - level)
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return float(low), float(high)

@@ -36,3 +36,6 @@ def test_smoke_run_trains_and_scores_all_four_sets(segmentor, tmp_path):
     for result in results["datasets"].values():
         assert {"msp", "entropy", "energy", "sml", "sleeg", "tore"} <= set(result["scores"])
     assert set(results["verdict"]) == set(results["datasets"])
+    for verdict in results["verdict"].values():  # the paired shares of the image resamples
+        assert 0 <= verdict["resampled_beats_ap"] <= 1
+        assert 0 <= verdict["resampled_beats_fpr95"] <= 1

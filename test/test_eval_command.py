@@ -56,3 +56,26 @@ def test_an_inference_size_is_fitted_by_the_resize_mode_and_scored_at_label_reso
         assert run["datasets"]["t"]["n_valid_pixels"] == n_valid  # every label pixel scored
     aucs = [r["datasets"]["t"]["scores"]["tae"]["auroc"] for r in (native, pad, stretch)]
     assert len(set(aucs)) == 3  # three different inputs to the network
+
+
+def test_bootstrap_adds_intervals_and_the_heads_paired_shares(tmp_path, tmp_model_args):
+    plain = run_eval(tmp_path, tmp_model_args)["datasets"]["t"]
+    booted = run_eval(tmp_path, tmp_model_args, "--bootstrap", "50")["datasets"]["t"]
+    assert "bootstrap" not in plain and "ci90" not in plain["scores"]["sleeg"]
+    assert booted["bootstrap"]["draws"] == 50
+    for name, score in booted["scores"].items():
+        assert {k: score[k] for k in ("ap", "auroc", "fpr95")} == plain["scores"][name]
+        for metric in ("ap", "fpr95"):
+            low, high = score["ci90"][metric]
+            assert 0 <= low <= high <= 1
+    assert set(booted["bootstrap"]["paired"]) == {"entropy", "tae", "tore"}
+    for shares in booted["bootstrap"]["paired"].values():
+        assert 0 <= shares["ap"] <= 1 and 0 <= shares["fpr95"] <= 1
+    table = (tmp_path / "out2" / "results.md").read_text()
+    assert "resamples of the images" in table and "sleeg better than entropy in" in table
+
+
+def test_a_negative_bootstrap_is_refused(tmp_path, tmp_model_args):
+    data = make_dataset(tmp_path / "data")
+    argv = ["eval", *tmp_model_args, "--dataset", f"t={data}", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--bootstrap", "-1"]) != 0

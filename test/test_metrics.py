@@ -10,9 +10,12 @@ from sleeg_core.errors import SleegError
 from sleeg_core.metrics import (
     FPR95_RULES,
     AnomalyMetrics,
+    ImageBootstrap,
     StreamingMetrics,
     curves,
     exact_metrics,
+    image_draws,
+    interval,
 )
 
 sk = pytest.importorskip("sklearn.metrics", reason="scikit-learn is a test dependency")
@@ -325,3 +328,64 @@ def test_streaming_error_on_realistic_scores() -> None:
     assert worst["ap"] < 3e-4, worst
     assert worst["auroc"] < 1.5e-6, worst
     assert worst["fpr95"] < 2e-3, worst
+
+
+# ---------------------------------------------------------------- bootstrap over images
+
+
+def bootstrap_images(seed: int, n: int = 12, shift: float = 2.0):
+    """n images of 40×60 pixels, 10 % anomalous, anomalies `shift` higher in 2 of 3 images."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        y = (rng.random((40, 60)) < 0.1).astype(np.uint8)
+        y[0, :5] = 255  # void
+        yield (rng.normal(0, 1, y.shape) + shift * (y == 1) * (i % 3 > 0)).astype(np.float32), y
+
+
+def test_bootstrap_of_the_images_drawn_once_each_is_the_pooled_metric() -> None:
+    boot, acc = ImageBootstrap(), StreamingMetrics(mantissa_bits=8)
+    for scores, labels in bootstrap_images(0):
+        boot.update(scores, labels)
+        acc.update(scores, labels)
+    full = acc.compute()
+    for draw in (np.arange(12), np.random.default_rng(1).permutation(12)):
+        ap, fpr95 = boot.resampled(draw[None])
+        assert ap[0] == pytest.approx(full.ap, abs=1e-12)
+        assert fpr95[0] == pytest.approx(full.fpr95, abs=1e-12)
+    twice = np.concatenate([np.arange(12), np.arange(12)])  # every image twice: same metrics
+    assert boot.resampled(twice[None])[0][0] == pytest.approx(full.ap, abs=1e-12)
+    one = np.full((1, 12), 4)  # image 4 twelve times = image 4 alone
+    single = StreamingMetrics(mantissa_bits=8)
+    single.update(*list(bootstrap_images(0))[4])
+    assert boot.resampled(one)[0][0] == pytest.approx(single.compute().ap, abs=1e-12)
+
+
+def test_bootstrap_intervals_cover_the_pooled_value_and_separate_a_better_score() -> None:
+    good, bad = ImageBootstrap(), ImageBootstrap()
+    for (s1, y), (s2, _) in zip(bootstrap_images(0), bootstrap_images(0, shift=0.5), strict=True):
+        good.update(s1, y)
+        bad.update(s2, y)
+    draws = image_draws(12, 300, seed=0)
+    assert np.array_equal(draws, image_draws(12, 300, seed=0))  # seeded: the same draws again
+    (ap_g, fpr_g), (ap_b, fpr_b) = good.resampled(draws), bad.resampled(draws)
+    low, high = interval(ap_g)
+    full = good.resampled(np.arange(12)[None])[0][0]
+    assert low < full < high and high - low > 0.01  # the images differ, so the AP spreads
+    assert np.mean(ap_g > ap_b) == 1.0 and np.mean(fpr_g < fpr_b) > 0.95
+
+
+def test_bootstrap_draws_without_one_class_are_nan_and_bad_input_is_refused() -> None:
+    boot = ImageBootstrap()
+    boot.update(np.zeros((4, 4), np.float32), np.zeros((4, 4), np.uint8))  # no anomaly
+    boot.update(np.arange(16, dtype=np.float32).reshape(4, 4), np.eye(4, dtype=np.uint8))
+    ap, fpr95 = boot.resampled(np.array([[0, 0], [0, 1]]))
+    assert np.isnan(ap[0]) and np.isnan(fpr95[0]) and not np.isnan(ap[1])
+    assert interval(np.array([np.nan, 0.2, 0.4]), level=1.0) == (0.2, 0.4)
+    for draws in (np.array([[0, 2]]), np.array([0, 1]), np.zeros((1, 0), int)):
+        with pytest.raises(SleegError, match="draws"):
+            boot.resampled(draws)
+    with pytest.raises(SleegError, match="no images"):
+        ImageBootstrap().resampled(np.zeros((1, 1), int))
+    with pytest.raises(SleegError, match="labels must be"):
+        boot.update(np.zeros(3), np.array([0, 1, 7]))
+    assert len(boot) == 2  # the refused image was not kept
