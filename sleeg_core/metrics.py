@@ -384,7 +384,8 @@ class ImageBootstrap:
     """Per-image histograms of one score: `update()` per image, then `resampled(draws)`.
 
     Each image is binned as by `StreamingMetrics(mantissa_bits)` and kept as its non-empty bins
-    (int32), so memory grows with the images (typically tens of kB each at 8 bits).
+    (int32), so memory and the time per draw grow with the images (typically tens of kB each at
+    8 bits); a draw sums the drawn images' bins with one `bincount`.
     """
 
     def __init__(self, mantissa_bits: int = 8) -> None:
@@ -411,19 +412,19 @@ class ImageBootstrap:
             raise SleegError("no images accumulated: call update() first")
         if draws.ndim != 2 or draws.size == 0 or draws.min() < 0 or draws.max() >= len(self):
             raise SleegError(f"draws must be rows of image indices in [0, {len(self)})")
-        keys = np.unique(np.concatenate([k for k, _ in self._images]))
-        bins, column = np.unique(keys >> 1, return_inverse=True)
-        counts = np.zeros((2, len(self._images), len(bins)))  # normal / anomaly × image × bin
-        for i, (k, c) in enumerate(self._images):
-            counts[k & 1, i, column[np.searchsorted(keys, k)]] = c
-        counts = counts[:, :, ::-1]  # thresholds descending, as _Counts wants
+        keys = np.concatenate([k for k, _ in self._images])
+        counts = np.concatenate([c for _, c in self._images]).astype(np.float64)
+        image = np.repeat(np.arange(len(self)), [len(k) for k, _ in self._images])
+        used, slot = np.unique(keys, return_inverse=True)  # 2·bin + label, ascending
+        bins, column = np.unique(used >> 1, return_inverse=True)
+        slot = ((len(bins) - 1 - column[slot]) << 1) | (used[slot] & 1)  # descending bins
         ap, fpr95 = np.full(len(draws), np.nan), np.full(len(draws), np.nan)
         no_thresholds = np.empty(0, np.float32)  # _metrics reads only the counts
         for d, draw in enumerate(draws):
-            weight = np.bincount(draw, minlength=len(self._images)).astype(np.float64)
-            hist = weight @ counts
-            hist = hist[:, hist.any(axis=0)]  # bins of images not drawn would be empty steps
-            fps, tps = np.cumsum(hist, axis=-1).astype(np.int64)
+            weight = np.bincount(draw, minlength=len(self))[image] * counts
+            hist = np.bincount(slot, weight, minlength=2 * len(bins)).reshape(-1, 2)
+            hist = hist[hist.any(axis=1)]  # bins only the undrawn images have: no step
+            fps, tps = np.cumsum(hist, axis=0).T.astype(np.int64)
             if tps[-1] and fps[-1]:
                 m = _metrics(_Counts(no_thresholds, tps, fps), fpr95_rule)
                 ap[d], fpr95[d] = m.ap, m.fpr95
