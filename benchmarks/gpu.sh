@@ -29,8 +29,9 @@
 # The whole run stops after BUDGET_S seconds (default 570, inside the tool's 600 s): at most
 # tests 200 s, drift 90 s, speed 260 s (8 compiles; its JSON keeps the rows done), train 90 s;
 # the accuracy training, last, gets what is left (its head and metrics come back even when it
-# runs out of time) and is skipped with under 120 s (a rerun alone: STEPS=accuracy). Files in OUT_DIR: summary.json (GPU, per step exit
-# code / seconds / timed out, and the headline figures), log.txt (every step's output), tests.xml
+# runs out of time) and is skipped with under 120 s (a rerun alone: STEPS=accuracy). Files in
+# OUT_DIR: summary.json (GPU, per step exit code / seconds / timed out, and the headline
+# figures), log.txt (every step's output), tests.xml
 # (JUnit), half_drift.json, model_speed.json, train_speed.json, acc_head.pt and acc_metrics.csv
 # (of the accuracy training, whose checkpoints and TensorBoard files stay behind: 8 files come
 # back). Exit status 1 when a step failed or timed out.
@@ -111,7 +112,7 @@ fi
 MIN_S=60 step speed 260 "$py" benchmarks/model_speed.py --data-root "$data" --segmentors enet \
     --device cuda --batches 1,4 --compile reduce-overhead --repeat 20 "${head_args[@]}" \
     --out "$out/model_speed.json"
-# #13's throughput target is stated at batch 8 on 512x1024 crops (the profile trains batch 4 on 256x512)
+# #13's throughput target is stated at batch 8 on 512x1024 crops (the profile: batch 4, 256x512)
 step train 90 "$py" benchmarks/train_speed.py --data-root "$data" \
     --config config/train_enet_gpu.yaml --set batch_size=8 --set "data.augment.crop=[512,1024]" \
     --out "$out/train_speed.json"

@@ -211,9 +211,7 @@ def harris_response(gray: torch.Tensor, sizes: torch.Tensor, k: float = 0.04) ->
     gx = _filter(_filter(gray, SOBEL_SMOOTH, 1, h), SOBEL_DIFF, 2, w)
     gy = _filter(_filter(gray, SOBEL_DIFF, 1, h), SOBEL_SMOOTH, 2, w)
     products = torch.stack([gx * gx, gy * gy, gx * gy], 1)  # structure tensor entries, P×3×Hm×Wm
-    t = torch.arange(-math.ceil(2 * HARRIS_SIGMA), math.ceil(2 * HARRIS_SIGMA) + 1)
-    window = torch.exp(-(t**2) / (2 * HARRIS_SIGMA**2))
-    window = (window / window.sum()).tolist()
+    window = _gaussian_taps(HARRIS_SIGMA, math.ceil(2 * HARRIS_SIGMA)).tolist()
     a, b, c = _filter(_filter(products, window, 2, h), window, 3, w).unbind(1)
     return a * b - c * c - k * (a + b) ** 2
 
@@ -498,6 +496,13 @@ def paste(
     return out[:spare].view_as(images), (owner >= 0).view(batch, height, width)
 
 
+def _gaussian_taps(sigma: float, radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The 2·radius + 1 taps of a Gaussian of σ = `sigma`, summing to 1 (float32)."""
+    t = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
+    taps = torch.exp(-(t**2) / (2 * sigma**2))
+    return taps / taps.sum()
+
+
 def feather_edges(
     images: torch.Tensor, pasted_images: torch.Tensor, pasted: torch.Tensor, sigma: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -505,9 +510,7 @@ def feather_edges(
     (Gaussian σ = `sigma` px, border replicated), clamped to [0, 1]: 0 on the region's edge, 1
     from about 2σ inside it. Returns (images in the input dtype, B×H×W bool alpha ≥ 0.5)."""
     radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, device=images.device, dtype=torch.float32)
-    taps = torch.exp(-(t**2) / (2 * sigma**2))
-    taps = taps / taps.sum()
+    taps = _gaussian_taps(sigma, radius, images.device)
     region = F.pad(pasted[:, None].float(), (radius,) * 4, mode="replicate")
     region = F.conv2d(F.conv2d(region, taps.view(1, 1, -1, 1)), taps.view(1, 1, 1, -1))
     alpha = (2 * region - 1).clamp(0, 1)
