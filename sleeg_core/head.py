@@ -36,13 +36,16 @@ class HeadConfig:
 
     in_channels: D of the segmentor features; width: channels of each hidden block;
     depth: number of Conv3x3-BN-ReLU blocks (0: a single 1×1 conv on the features);
-    dropout: Dropout2d probability before the final 1×1 conv (0 disables it).
+    dropout: Dropout2d probability before the final 1×1 conv (0 disables it);
+    dilations: dilation of each block's 3×3 conv (e.g. (1, 2, 4): a 15-cell receptive field
+        instead of 7, for the same weights and FLOPs); () → 1 in every block, the paper's head.
     """
 
     in_channels: int
     width: int = DEFAULT_WIDTH
     depth: int = 3
     dropout: float = 0.1
+    dilations: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "width", "depth"):
@@ -58,6 +61,20 @@ class HeadConfig:
             raise SleegError(f"head dropout must be a number, got {self.dropout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise SleegError(f"head dropout must be in [0, 1), got {self.dropout}")
+        dilations = tuple(self.dilations)
+        if dilations and (
+            len(dilations) != self.depth
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dilations)
+        ):
+            raise SleegError(
+                f"head dilations must be {self.depth} integers ≥ 1 (one per block) or empty, "
+                f"got {list(dilations)}"
+            )
+        object.__setattr__(self, "dilations", dilations)
+
+    def block_dilations(self) -> tuple[int, ...]:
+        """The dilation of each of the `depth` blocks."""
+        return self.dilations or (1,) * self.depth
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly dict, e.g. {"in_channels": 128, "width": 64, ...}."""
@@ -78,14 +95,17 @@ class OoDHead(nn.Module):
         width: int = DEFAULT_WIDTH,
         depth: int = 3,
         dropout: float = 0.1,
+        dilations: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
-        self.config = HeadConfig(in_channels, width, depth, dropout)
+        self.config = HeadConfig(in_channels, width, depth, dropout, dilations)
         layers: list[nn.Module] = []
         channels = in_channels
-        for _ in range(depth):
+        for dilation in self.config.block_dilations():
             layers += [
-                nn.Conv2d(channels, width, kernel_size=3, padding=1, bias=False),
+                nn.Conv2d(
+                    channels, width, kernel_size=3, padding=dilation, dilation=dilation, bias=False
+                ),
                 nn.BatchNorm2d(width),
                 nn.ReLU(inplace=True),
             ]
@@ -97,7 +117,7 @@ class OoDHead(nn.Module):
 
     @classmethod
     def from_config(cls, config: HeadConfig) -> OoDHead:
-        return cls(config.in_channels, config.width, config.depth, config.dropout)
+        return cls(config.in_channels, config.width, config.depth, config.dropout, config.dilations)
 
     def forward(self, features: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Head output at feature resolution, or bilinearly upsampled to `size` = (H, W)."""

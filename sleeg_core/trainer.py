@@ -69,6 +69,7 @@ class HeadSection:
     width: int = DEFAULT_WIDTH
     depth: int = 3
     dropout: float = 0.1
+    dilations: list[int] = field(default_factory=list)  # per block; [] → all 1 (the paper's)
 
 
 @dataclass
@@ -192,7 +193,11 @@ class Trainer:
             segmentor.compile_networks(cfg.segmentor.compile_mode)
         info = segmentor.info
         self.head_config = HeadConfig(
-            info.feature_channels, cfg.head.width, cfg.head.depth, cfg.head.dropout
+            info.feature_channels,
+            cfg.head.width,
+            cfg.head.depth,
+            cfg.head.dropout,
+            tuple(cfg.head.dilations),
         )
         torch.manual_seed(seeded(cfg.seed, 0))  # the head's initial weights
         self.head = OoDHead.from_config(self.head_config).to(self.device)

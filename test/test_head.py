@@ -70,7 +70,13 @@ def test_eval_is_deterministic_and_train_gets_gradients():
 def test_config_round_trip_and_rebuild():
     config = HeadConfig(in_channels=16, width=32, depth=2, dropout=0.0)
     data = json.loads(json.dumps(config.to_dict()))
-    assert data == {"in_channels": 16, "width": 32, "depth": 2, "dropout": 0.0}
+    assert data == {
+        "in_channels": 16,
+        "width": 32,
+        "depth": 2,
+        "dropout": 0.0,
+        "dilations": [],
+    }
     assert HeadConfig.from_dict(data) == config
     head = OoDHead.from_config(config)
     assert head.config == config
@@ -78,7 +84,32 @@ def test_config_round_trip_and_rebuild():
     rebuilt.load_state_dict(head.state_dict())
     features = torch.randn(1, 16, 3, 3)
     assert torch.equal(head.eval()(features), rebuilt.eval()(features))
-    assert HeadConfig.from_dict({"in_channels": 4}) == HeadConfig(4)
+    assert HeadConfig.from_dict({"in_channels": 4}) == HeadConfig(4)  # head files before dilations
+
+
+def test_dilated_blocks_keep_the_shape_and_widen_the_receptive_field():
+    dilated = OoDHead(in_channels=2, width=4, depth=3, dilations=(1, 2, 4)).eval()
+    convs = [m for m in dilated.blocks if isinstance(m, nn.Conv2d)]
+    assert [(c.dilation, c.padding) for c in convs] == [((d, d), (d, d)) for d in (1, 2, 4)]
+    assert dilated(torch.randn(1, 2, 5, 6)).shape == (1, 2, 5, 6)
+
+    def reach(head: OoDHead) -> int:
+        """How many cells right of the centre an input impulse moves the output."""
+        features = torch.ones(1, 2, 1, 41, requires_grad=True)  # positive weights: ReLUs open
+        head(features)[0, 1, 0, 20].backward()
+        return int(features.grad[0, :, 0].abs().sum(0).nonzero().max()) - 20
+
+    with torch.no_grad():
+        for m in dilated.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.fill_(0.1)
+    plain = OoDHead(in_channels=2, width=4, depth=3).eval()
+    plain.load_state_dict(dilated.state_dict())  # same weights: dilation is not a parameter
+    assert (reach(plain), reach(dilated)) == (3, 7)
+    config = HeadConfig(in_channels=2, width=4, dilations=(1, 2, 4))
+    assert HeadConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert OoDHead.from_config(config).config.block_dilations() == (1, 2, 4)
+    assert HeadConfig(2).block_dilations() == (1, 1, 1)
 
 
 @pytest.mark.parametrize(
@@ -93,6 +124,9 @@ def test_config_round_trip_and_rebuild():
         ({"in_channels": True}, "'head.in_channels' must be int"),
         ({"in_channels": 4, "dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ({"in_channels": 4, "dropout": "0.1"}, "'head.dropout' must be float"),
+        ({"in_channels": 4, "dilations": [1, 2]}, r"3 integers ≥ 1 \(one per block\)"),
+        ({"in_channels": 4, "dilations": [1, 0, 2]}, r"dilations must be 3 integers ≥ 1"),
+        ({"in_channels": 4, "dilations": 2}, "'head.dilations' must be a list"),
     ],
 )
 def test_config_errors(data, message):
