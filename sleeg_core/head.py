@@ -37,15 +37,17 @@ class HeadConfig:
     in_channels: D of the segmentor features; width: channels of each hidden block;
     depth: number of Conv3x3-BN-ReLU blocks (0: a single 1×1 conv on the features);
     dropout: Dropout2d probability before the final 1×1 conv (0 disables it);
-    dilations: dilation of each block's 3×3 conv (e.g. (1, 2, 4): a 15-cell receptive field
-        instead of 7, for the same weights and FLOPs); () → 1 in every block, the paper's head.
+    branches: the dilations of each block's 3×3 conv, one tuple of `depth` integers per branch,
+        e.g. ((1, 2, 4),): one branch seeing 15 cells instead of 7, for the same weights and
+        FLOPs; ((1, 1, 1), (1, 2, 4)): two heads side by side, each trained with its own loss,
+        their outputs averaged. () → one branch of dilation 1, the paper's head.
     """
 
     in_channels: int
     width: int = DEFAULT_WIDTH
     depth: int = 3
     dropout: float = 0.1
-    dilations: tuple[int, ...] = ()
+    branches: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "width", "depth"):
@@ -61,20 +63,20 @@ class HeadConfig:
             raise SleegError(f"head dropout must be a number, got {self.dropout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise SleegError(f"head dropout must be in [0, 1), got {self.dropout}")
-        dilations = tuple(self.dilations)
-        if dilations and (
-            len(dilations) != self.depth
-            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dilations)
-        ):
-            raise SleegError(
-                f"head dilations must be {self.depth} integers ≥ 1 (one per block) or empty, "
-                f"got {list(dilations)}"
-            )
-        object.__setattr__(self, "dilations", dilations)
+        branches = tuple(tuple(b) for b in self.branches)
+        for branch in branches:
+            if len(branch) != self.depth or any(
+                isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in branch
+            ):
+                raise SleegError(
+                    f"each head branch must list {self.depth} dilations ≥ 1 (one per block), "
+                    f"got {list(branch)}"
+                )
+        object.__setattr__(self, "branches", branches)
 
-    def block_dilations(self) -> tuple[int, ...]:
-        """The dilation of each of the `depth` blocks."""
-        return self.dilations or (1,) * self.depth
+    def branch_dilations(self) -> tuple[tuple[int, ...], ...]:
+        """The dilations of each branch's `depth` blocks."""
+        return self.branches or ((1,) * self.depth,)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly dict, e.g. {"in_channels": 128, "width": 64, ...}."""
@@ -87,7 +89,13 @@ class HeadConfig:
 
 
 class OoDHead(nn.Module):
-    """Conv head on segmentor features: B×D×h×w → B×2×h×w (or B×2×H×W with `size`)."""
+    """Conv head on segmentor features: B×D×h×w → B×2×h×w (or B×2×H×W with `size`).
+
+    With several branches it holds one single-branch `OoDHead` per branch (`self.branches`) and
+    returns the mean of their outputs; `per_branch=True` returns them stacked, N×B×2×h×w, for
+    training each with its own loss. A single branch keeps the plain layout (`blocks`,
+    `classifier`), so head files from before branches load unchanged.
+    """
 
     def __init__(
         self,
@@ -95,13 +103,19 @@ class OoDHead(nn.Module):
         width: int = DEFAULT_WIDTH,
         depth: int = 3,
         dropout: float = 0.1,
-        dilations: tuple[int, ...] = (),
+        branches: tuple[tuple[int, ...], ...] = (),
     ) -> None:
         super().__init__()
-        self.config = HeadConfig(in_channels, width, depth, dropout, dilations)
+        self.config = HeadConfig(in_channels, width, depth, dropout, branches)
+        dilations = self.config.branch_dilations()
+        if len(dilations) > 1:
+            self.branches = nn.ModuleList(
+                OoDHead(in_channels, width, depth, dropout, (d,)) for d in dilations
+            )
+            return
         layers: list[nn.Module] = []
         channels = in_channels
-        for dilation in self.config.block_dilations():
+        for dilation in dilations[0]:
             layers += [
                 nn.Conv2d(
                     channels, width, kernel_size=3, padding=dilation, dilation=dilation, bias=False
@@ -117,16 +131,28 @@ class OoDHead(nn.Module):
 
     @classmethod
     def from_config(cls, config: HeadConfig) -> OoDHead:
-        return cls(config.in_channels, config.width, config.depth, config.dropout, config.dilations)
+        return cls(config.in_channels, config.width, config.depth, config.dropout, config.branches)
 
-    def forward(self, features: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Head output at feature resolution, or bilinearly upsampled to `size` = (H, W)."""
+    def forward(
+        self,
+        features: torch.Tensor,
+        size: tuple[int, int] | None = None,
+        per_branch: bool = False,
+    ) -> torch.Tensor:
+        """Head output at feature resolution, or bilinearly upsampled to `size` = (H, W); the
+        mean over branches, or (`per_branch`) each branch's output stacked in a leading dim."""
         if features.ndim != 4 or features.shape[1] != self.config.in_channels:
             raise SleegError(
                 f"OoD head expects B×{self.config.in_channels}×h×w features, "
                 f"got shape {tuple(features.shape)}"
             )
-        out = self.classifier(self.dropout(self.blocks(features)))
+        if len(self.config.branch_dilations()) > 1:
+            out = torch.stack([branch(features) for branch in self.branches])
+            out = out if per_branch else out.mean(0)
+        else:
+            out = self.classifier(self.dropout(self.blocks(features)))
+            out = out.unsqueeze(0) if per_branch else out
         if size is not None and tuple(out.shape[-2:]) != tuple(size):
-            out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+            out = F.interpolate(out.flatten(0, -4), size=size, mode="bilinear", align_corners=False)
+            out = out.unflatten(0, (-1, features.shape[0])) if per_branch else out
         return out

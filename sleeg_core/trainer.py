@@ -69,7 +69,8 @@ class HeadSection:
     width: int = DEFAULT_WIDTH
     depth: int = 3
     dropout: float = 0.1
-    dilations: list[int] = field(default_factory=list)  # per block; [] → all 1 (the paper's)
+    # per branch, the dilation of each block; [] → one branch of dilation 1 (the paper's)
+    branches: list[list[int]] = field(default_factory=list)
 
 
 @dataclass
@@ -197,7 +198,7 @@ class Trainer:
             cfg.head.width,
             cfg.head.depth,
             cfg.head.dropout,
-            tuple(cfg.head.dilations),
+            tuple(tuple(b) for b in cfg.head.branches),
         )
         torch.manual_seed(seeded(cfg.seed, 0))  # the head's initial weights
         self.head = OoDHead.from_config(self.head_config).to(self.device)
@@ -259,10 +260,14 @@ class Trainer:
         self.head.train()
         with self._phase("head_forward"):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                h_small = self.head(out.features)
-            h = upsample_to_input(
-                h_small.float(), patched.images.shape[-2:], self.segmentor.info.feature_stride
+                h_small = self.head(out.features, per_branch=True)  # N×B×2×h×w, N branches
+            branches = h_small.shape[0]
+            h_each = upsample_to_input(  # (N·B)×2×H×W: each branch gets its own loss
+                h_small.flatten(0, 1).float(),
+                patched.images.shape[-2:],
+                self.segmentor.info.feature_stride,
             )
+            h = h_each.unflatten(0, (branches, -1)).mean(0)  # the head's output
         logits = None  # full-resolution logits only when refinement or TORE read them
         if cfg.refine.enabled or cfg.loss.beta > 0:
             logits = out.logits.float()
@@ -274,11 +279,11 @@ class Trainer:
                 labels = refine_labels(scores, patched.pasted, cfg.refine.n_candidates)
             else:
                 labels = patched.pasted.long()
-        with self._phase("losses"):
+        with self._phase("losses"):  # the branches' mean loss; × N below: each learns alone
             loss = total_loss(
-                h,
-                logits,
-                labels,
+                h_each,
+                None if logits is None else logits.repeat(branches, 1, 1, 1),
+                labels.repeat(branches, 1, 1),
                 cfg.loss.beta,
                 cfg.loss.gamma,
                 cfg.loss.dynamic_margin,
@@ -288,7 +293,7 @@ class Trainer:
             group["lr"] = poly_lr(cfg.optim, step, cfg.iterations)
         with self._phase("backward_and_update"):
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss.total).backward()
+            self.scaler.scale(loss.total * branches).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.step += 1

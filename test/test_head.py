@@ -75,7 +75,7 @@ def test_config_round_trip_and_rebuild():
         "width": 32,
         "depth": 2,
         "dropout": 0.0,
-        "dilations": [],
+        "branches": [],
     }
     assert HeadConfig.from_dict(data) == config
     head = OoDHead.from_config(config)
@@ -84,11 +84,11 @@ def test_config_round_trip_and_rebuild():
     rebuilt.load_state_dict(head.state_dict())
     features = torch.randn(1, 16, 3, 3)
     assert torch.equal(head.eval()(features), rebuilt.eval()(features))
-    assert HeadConfig.from_dict({"in_channels": 4}) == HeadConfig(4)  # head files before dilations
+    assert HeadConfig.from_dict({"in_channels": 4}) == HeadConfig(4)  # head files before branches
 
 
 def test_dilated_blocks_keep_the_shape_and_widen_the_receptive_field():
-    dilated = OoDHead(in_channels=2, width=4, depth=3, dilations=(1, 2, 4)).eval()
+    dilated = OoDHead(in_channels=2, width=4, depth=3, branches=((1, 2, 4),)).eval()
     convs = [m for m in dilated.blocks if isinstance(m, nn.Conv2d)]
     assert [(c.dilation, c.padding) for c in convs] == [((d, d), (d, d)) for d in (1, 2, 4)]
     assert dilated(torch.randn(1, 2, 5, 6)).shape == (1, 2, 5, 6)
@@ -106,10 +106,30 @@ def test_dilated_blocks_keep_the_shape_and_widen_the_receptive_field():
     plain = OoDHead(in_channels=2, width=4, depth=3).eval()
     plain.load_state_dict(dilated.state_dict())  # same weights: dilation is not a parameter
     assert (reach(plain), reach(dilated)) == (3, 7)
-    config = HeadConfig(in_channels=2, width=4, dilations=(1, 2, 4))
+    config = HeadConfig(in_channels=2, width=4, branches=((1, 2, 4),))
     assert HeadConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    assert OoDHead.from_config(config).config.block_dilations() == (1, 2, 4)
-    assert HeadConfig(2).block_dilations() == (1, 1, 1)
+    assert OoDHead.from_config(config).config.branch_dilations() == ((1, 2, 4),)
+    assert HeadConfig(2).branch_dilations() == ((1, 1, 1),)
+
+
+def test_branches_are_single_heads_whose_outputs_are_averaged():
+    torch.manual_seed(0)
+    plain, wide = OoDHead(3, width=4).eval(), OoDHead(3, width=4, branches=((1, 2, 4),)).eval()
+    both = OoDHead(3, width=4, branches=((1, 1, 1), (1, 2, 4))).eval()
+    assert [b.config.branches for b in both.branches] == [((1, 1, 1),), ((1, 2, 4),)]
+    both.branches[0].load_state_dict(plain.state_dict())  # two trained heads → one file
+    both.branches[1].load_state_dict(wide.state_dict())
+    features = torch.randn(2, 3, 6, 7)
+    stacked = both(features, size=(12, 14), per_branch=True)
+    assert stacked.shape == (2, 2, 2, 12, 14)
+    torch.testing.assert_close(stacked[0], plain(features, size=(12, 14)))
+    torch.testing.assert_close(stacked[1], wide(features, size=(12, 14)))
+    torch.testing.assert_close(both(features), (plain(features) + wide(features)) / 2)
+    assert plain(features, per_branch=True).shape == (1, 2, 2, 6, 7)
+    config = HeadConfig.from_dict(json.loads(json.dumps(both.config.to_dict())))
+    rebuilt = OoDHead.from_config(config).eval()
+    rebuilt.load_state_dict(both.state_dict())
+    assert torch.equal(rebuilt(features), both(features))
 
 
 @pytest.mark.parametrize(
@@ -124,9 +144,9 @@ def test_dilated_blocks_keep_the_shape_and_widen_the_receptive_field():
         ({"in_channels": True}, "'head.in_channels' must be int"),
         ({"in_channels": 4, "dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ({"in_channels": 4, "dropout": "0.1"}, "'head.dropout' must be float"),
-        ({"in_channels": 4, "dilations": [1, 2]}, r"3 integers ≥ 1 \(one per block\)"),
-        ({"in_channels": 4, "dilations": [1, 0, 2]}, r"dilations must be 3 integers ≥ 1"),
-        ({"in_channels": 4, "dilations": 2}, "'head.dilations' must be a list"),
+        ({"in_channels": 4, "branches": [[1, 2]]}, r"list 3 dilations ≥ 1 \(one per block\)"),
+        ({"in_channels": 4, "branches": [[1, 1, 1], [1, 0, 2]]}, r"got \[1, 0, 2\]"),
+        ({"in_channels": 4, "branches": [2]}, "'head.branches' must be a list"),
     ],
 )
 def test_config_errors(data, message):

@@ -115,6 +115,28 @@ def test_road_aware_log_uniform_patches_train(tmp_path, weights, monkeypatch):
     assert patches["road_fraction"] == 0.5 and patches["area_sampling"] == "log_uniform"
 
 
+def test_two_branch_head_trains_each_branch_and_saves_one_head(tmp_path, weights):
+    frames = make_frames(tmp_path / "frames")
+    out = tmp_path / "run"
+    args = train_args(weights, out, "--images", str(frames), "--iterations", "3")
+    args += ["--set", "data.workers=0", "--set", "loss.beta=0.05", "--batch-size", "2"]
+    args += ["--set", "head.branches=[[1,1,1],[1,2,4]]", "--set", "checkpoint_every=1"]
+    assert sleeg(args) == 0
+    head = HeadFile.load(out / "head.pt")
+    assert head.head_config.branches == ((1, 1, 1), (1, 2, 4))
+    assert np.isfinite(head.threshold)
+    first = torch.load(out / "checkpoints" / "step_00000001.pt", weights_only=False)["head"]
+    last = head.state_dict
+    for k in (0, 1):  # each branch learned (its first conv moved between steps 1 and 3)
+        key = f"branches.{k}.blocks.0.weight"
+        assert not torch.equal(first[key], last[key])
+    built = head.build_head().eval()
+    assert len(built.branches) == 2
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert all(np.isfinite(float(r["tae"])) and np.isfinite(float(r["tore"])) for r in rows)
+
+
 def test_train_on_a_rosbag(tmp_path, weights):
     pytest.importorskip("rosbags")
     from sleeg_core.bags import write_image_bag
