@@ -279,7 +279,7 @@ class Trainer:
                 labels = refine_labels(scores, patched.pasted, cfg.refine.n_candidates)
             else:
                 labels = patched.pasted.long()
-        with self._phase("losses"):  # the branches' mean loss; × N below: each learns alone
+        with self._phase("losses"):  # mean over branches, × N below: each learns on its own
             loss = total_loss(
                 h_each,
                 None if logits is None else logits.repeat(branches, 1, 1, 1),

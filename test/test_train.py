@@ -136,6 +136,19 @@ def test_two_branch_head_trains_each_branch_and_saves_one_head(tmp_path, weights
         rows = list(csv.DictReader(f))
     assert all(np.isfinite(float(r["tae"])) and np.isfinite(float(r["tore"])) for r in rows)
 
+    # each branch learns as a head trained alone: the first branch starts from the weights and
+    # draws the dropout of a one-branch run with the same seed, and ends where that run ends
+    # (without refinement, whose labels come from the averaged output, after the warm-up)
+    ends = {}
+    for name, branches in (("alone", "[]"), ("pair", "[[1,1,1],[1,2,4]]")):
+        args = train_args(weights, tmp_path / name, "--images", str(frames), "--iterations", "3")
+        args += ["--set", "data.workers=0", "--set", "loss.beta=0.05", "--batch-size", "2"]
+        args += ["--set", f"head.branches={branches}", "--set", "refine.enabled=false"]
+        assert sleeg(args) == 0
+        ends[name] = HeadFile.load(tmp_path / name / "head.pt").state_dict
+    for key, value in ends["alone"].items():
+        torch.testing.assert_close(ends["pair"][f"branches.0.{key}"], value, rtol=1e-5, atol=1e-7)
+
 
 def test_train_on_a_rosbag(tmp_path, weights):
     pytest.importorskip("rosbags")
