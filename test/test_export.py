@@ -68,10 +68,12 @@ def check_parity(score, ref_score, ids, ref_ids, unpool: bool) -> None:
         assert diff.max() <= 1e-4 * scale
 
 
-def random_head_file(segmentor: str, channels: int, threshold: float) -> HeadFile:
+def random_head_file(
+    segmentor: str, channels: int, threshold: float, branches: tuple = ()
+) -> HeadFile:
     """A head with random weights and BatchNorm statistics, as a head file."""
     torch.manual_seed(0)
-    config = HeadConfig(in_channels=channels, width=16, depth=2, dropout=0.1)
+    config = HeadConfig(in_channels=channels, width=16, depth=2, dropout=0.1, branches=branches)
     head = OoDHead.from_config(config)
     for bn in (m for m in head.modules() if isinstance(m, nn.BatchNorm2d)):
         bn.running_mean.normal_()
@@ -162,6 +164,22 @@ def test_nhwc_input_and_a_baseline_score_without_head(tmp_path, ort):
     assert meta["score"] == "entropy" and meta["segmentor"] == "dabnet"
     assert "threshold" not in meta and "lam" not in meta
     assert meta["input"] == "images uint8 RGB nhwc 1x40x72x3"
+
+
+def test_a_head_of_two_dilated_branches_exports_and_runs_like_pytorch(tmp_path, ort):
+    segmentor = build_segmentor("dabnet", None)
+    channels = segmentor.info.feature_channels
+    head_file = random_head_file("dabnet", channels, -2.0, branches=((1, 1), (2, 4)))
+    model = AnomalySegmenter(segmentor, head_file.build_head(), lam=head_file.lam).eval()
+    path = export_onnx(model, head_file, tmp_path / "m.onnx", (40, 72))
+    images = torch.randint(0, 256, (1, 3, 40, 72), dtype=torch.uint8)
+    outputs, meta = run_onnx(ort, path, images.numpy())
+    ref = model(images, scores=("sleeg",))
+    check_parity(
+        outputs["score"], ref.scores["sleeg"].numpy(), outputs["train_ids"],
+        ref.train_ids.numpy(), unpool=False,
+    )  # fmt: skip
+    assert json.loads(meta["head_config"])["branches"] == [[1, 1], [2, 4]]
 
 
 def test_clear_errors(tmp_path, tiny_model, tmp_model_args, capsys, ort):
