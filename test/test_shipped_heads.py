@@ -15,6 +15,7 @@ from sleeg_core.models import resolve_head, shipped_heads
 SHIPPED = {
     "enet_cityscapes_sleeg": ("enet_cityscapes", "enet"),
     "dabnet_cityscapes_sleeg": ("dabnet_cityscapes", "dabnet"),
+    "enet_cityscapes_sleeg_2view": ("enet_cityscapes", "enet"),  # two branches
 }
 
 
