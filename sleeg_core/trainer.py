@@ -267,12 +267,12 @@ class Trainer:
                 patched.images.shape[-2:],
                 self.segmentor.info.feature_stride,
             )
-            h = h_each.unflatten(0, (branches, -1)).mean(0)  # the head's output
         logits = None  # full-resolution logits only when refinement or TORE read them
         if cfg.refine.enabled or cfg.loss.beta > 0:
             logits = out.logits.float()
         with self._phase("refinement"):
             if cfg.refine.enabled:
+                h = h_each.unflatten(0, (branches, -1)).mean(0)  # the head's output
                 scores = refinement_scores(
                     h, logits, step, cfg.refine.warmup_iters, cfg.lam, cfg.refine.mode
                 )
@@ -280,10 +280,15 @@ class Trainer:
             else:
                 labels = patched.pasted.long()
         with self._phase("losses"):  # mean over branches, × N below: each learns on its own
+
+            def each(t: torch.Tensor) -> torch.Tensor:
+                """`t` once per branch along the batch (a view, not a copy, for one branch)."""
+                return t.expand(branches, *t.shape).flatten(0, 1)
+
             loss = total_loss(
                 h_each,
-                None if logits is None else logits.repeat(branches, 1, 1, 1),
-                labels.repeat(branches, 1, 1),
+                None if logits is None else each(logits),
+                each(labels),
                 cfg.loss.beta,
                 cfg.loss.gamma,
                 cfg.loss.dynamic_margin,
