@@ -1,5 +1,6 @@
-"""benchmarks/accuracy.py (protocol v2) runs end to end for both segmentors, and every training
-profile in config/ parses and names the segmentor of its file name."""
+"""benchmarks/accuracy.py (protocol v2) runs end to end for both segmentors, every training
+profile in config/ parses and names the segmentor of its file name, and the GPU profiles train
+the CPU recipes."""
 
 import json
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import pytest
 from conftest import REPO, shared_path
 
-from sleeg_core.config import load_config
+from sleeg_core.config import load_config, to_dict
 from sleeg_core.trainer import TrainConfig
 
 PROFILES = sorted((REPO / "config").glob("train_*_*.yaml"))
@@ -19,6 +20,19 @@ def test_training_profiles_parse_for_their_segmentor(path):
     cfg = load_config(TrainConfig, path, [])
     assert cfg.segmentor.name == path.stem.split("_")[1]
     assert not cfg.data.sources  # the benchmark sets the protocol's data
+
+
+@pytest.mark.parametrize("segmentor", ["enet", "dabnet"])
+def test_gpu_profile_trains_the_cpu_recipe(segmentor):
+    """The GPU profile is the CPU profile's recipe with more loader workers (docs/accuracy.md,
+    "GPU profile"): a recipe change made to one only would fail here."""
+    cpu, gpu = (
+        to_dict(load_config(TrainConfig, REPO / "config" / f"train_{segmentor}_{p}.yaml"))
+        for p in ("cpu", "gpu")
+    )
+    assert gpu["data"]["workers"] > cpu["data"]["workers"]
+    cpu["data"]["workers"] = gpu["data"]["workers"]
+    assert cpu == gpu
 
 
 @pytest.mark.parametrize("segmentor", ["enet", "dabnet"])

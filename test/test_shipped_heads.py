@@ -5,17 +5,19 @@ import json
 import math
 
 import pytest
-from conftest import shared_path
+from conftest import REPO, shared_path
 
 from sleeg_core.cli import main as sleeg
+from sleeg_core.config import load_config, to_dict
 from sleeg_core.headfile import HeadFile
 from sleeg_core.models import resolve_head, shipped_heads
+from sleeg_core.trainer import TrainConfig
 
 # shipped head → (its known weights, segmentor)
 SHIPPED = {
-    "enet_cityscapes_sleeg": ("enet_cityscapes", "enet"),
+    "enet_cityscapes_sleeg": ("enet_cityscapes", "enet"),  # two branches
     "dabnet_cityscapes_sleeg": ("dabnet_cityscapes", "dabnet"),
-    "enet_cityscapes_sleeg_2view": ("enet_cityscapes", "enet"),  # two branches
+    "enet_cityscapes_sleeg_1view": ("enet_cityscapes", "enet"),
 }
 
 
@@ -33,6 +35,24 @@ def test_every_expected_head_is_shipped_and_records_its_training():
         assert math.isfinite(head.threshold)  # calibrated
         assert head.train_config["data"]["sources"][0]["path"].endswith("cityscapes_train/images")
         assert resolve_head(name).stat().st_size < 1_000_000  # a small file
+
+
+@pytest.mark.parametrize("segmentor", ["enet", "dabnet"])
+def test_default_head_is_its_configs_run(segmentor):
+    """models/<segmentor>_cityscapes_sleeg.pt was trained by config/train_<segmentor>_cpu.yaml:
+    every recipe setting the head file records equals the config's (paths and run settings
+    aside), so the config reproduces the shipped head."""
+    config = to_dict(load_config(TrainConfig, REPO / "config" / f"train_{segmentor}_cpu.yaml"))
+    recorded = HeadFile.load(resolve_head(f"{segmentor}_cityscapes_sleeg")).train_config
+    for section in ("head", "patches", "loss", "optim", "refine"):
+        # a key a file written before it existed lacks has its default in both
+        assert {k: config[section][k] for k in recorded[section]} == recorded[section], section
+    assert recorded["data"]["augment"] == {
+        k: config["data"]["augment"][k] for k in recorded["data"]["augment"]
+    }
+    assert recorded["segmentor"]["options"] == config["segmentor"]["options"]
+    for key in ("iterations", "batch_size", "lam"):
+        assert recorded[key] == config[key], key
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
