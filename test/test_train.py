@@ -244,10 +244,13 @@ def run_cli(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, *args], env=dict(os.environ))
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, weights):
+@pytest.mark.parametrize(
+    "branches", ["[]", "[[1,1,1],[1,2,4]]"], ids=["one_branch", "two_branches"]
+)
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, weights, branches):
     frames = make_frames(tmp_path / "frames")
     common = ["--images", str(frames), "--iterations", "10", "--batch-size", "2",
-              "--set", "data.workers=2"]  # fmt: skip
+              "--set", "data.workers=2", "--set", f"head.branches={branches}"]  # fmt: skip
     straight = tmp_path / "straight"
     assert sleeg(train_args(weights, straight, *common)) == 0
 
