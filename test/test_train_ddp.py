@@ -22,8 +22,10 @@ from sleeg_core.train_data import StepSampler
 from sleeg_core.trainer import TrainConfig, Trainer
 
 ITERATIONS = 16
-# 2 processes × batch 2, loader workers on, refinement and BatchNorm (test_train.SMALL)
-COMMON = ["--iterations", str(ITERATIONS), "--batch-size", "2", "--set", "data.workers=1"]
+# 2 processes × batch 2, loader workers on, refinement and BatchNorm (test_train.SMALL), two
+# head branches (the ENet profiles'; the 1 × 4 comparison below has one)
+COMMON = ["--iterations", str(ITERATIONS), "--batch-size", "2", "--set", "data.workers=1",
+          "--set", "head.branches=[[1,1,1],[1,2,4]]"]  # fmt: skip
 # what a 2 × 2 run shares exactly with a 1 × 4 run: no patches (each rank pastes its own), a
 # head without BatchNorm (statistics per rank) or dropout (masks per rank), no refinement
 SAME_AS_ONE_PROCESS = ["--iterations", "6", "--set", "patches.n_patches=0", "--set", "head.depth=0",
@@ -77,8 +79,10 @@ def test_two_processes_train_one_head_written_by_rank_0(straight):
     # the effective batch is stated once, the head reported once
     stated = "distributed: world size 2 (gloo), batch 2 per process, effective batch 4"
     assert printed.count(stated) == 1 and printed.count("head written to") == 1
-    config = HeadFile.load(out / "head.pt").train_config
+    head = HeadFile.load(out / "head.pt")
+    config = head.train_config
     assert (config["batch_size"], config["world_size"], config["effective_batch"]) == (2, 2, 4)
+    assert head.head_config.branches == ((1, 1, 1), (1, 2, 4))
     rows = read_metrics(out)
     assert [int(r["step"]) for r in rows] == list(range(1, ITERATIONS + 1))
     assert len(list((out / "tensorboard").iterdir())) == 1  # one event file: one writer
