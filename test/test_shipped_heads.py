@@ -18,6 +18,7 @@ SHIPPED = {
     "enet_cityscapes_sleeg": ("enet_cityscapes", "enet"),  # two branches
     "dabnet_cityscapes_sleeg": ("dabnet_cityscapes", "dabnet"),
     "enet_cityscapes_sleeg_1view": ("enet_cityscapes", "enet"),
+    "dabnet_cityscapes_sleeg_150steps": ("dabnet_cityscapes", "dabnet"),
 }
 
 
