@@ -111,6 +111,20 @@ def test_list_shows_dabnet_and_whether_each_is_cached(tmp_path, monkeypatch, cap
     assert f"cache: {tmp_path / 'weights'}" in out
 
 
+def test_list_shows_the_shipped_heads_and_an_unreadable_one(tmp_path, monkeypatch, capsys):
+    extra = tmp_path / "models"
+    extra.mkdir()
+    (extra / "broken_head.pt").write_bytes(b"not a head file")
+    monkeypatch.setenv("SLEEG_MODELS", str(extra))
+    assert sleeg(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "shipped heads (--head NAME, the node's head:=NAME):" in out
+    default = "enet_cityscapes_sleeg  (segmentor: enet; weights: enet_cityscapes)  2 branches"
+    assert default in out  # the node's default head (models/README.md)
+    assert "dabnet_cityscapes_sleeg  (segmentor: dabnet; weights: dabnet_cityscapes)" in out
+    assert "broken_head  unreadable: " in out and str(extra / "broken_head.pt") in out
+
+
 # ---------------------------------------------------------------- known names → files
 
 CLOSED = "http://127.0.0.1:9/tiny.pth"  # the discard port: connection refused

@@ -1,4 +1,5 @@
-"""`sleeg weights list | download`: known public checkpoints, verified downloads into the cache."""
+"""`sleeg weights list | download`: known public checkpoints, verified downloads into the cache,
+and the shipped heads that go with them."""
 
 from __future__ import annotations
 
@@ -7,12 +8,20 @@ from dataclasses import replace
 from pathlib import Path
 
 from sleeg_core import weights
+from sleeg_core.errors import SleegError
+from sleeg_core.headfile import HeadFile
+from sleeg_core.models import resolve_head, shipped_heads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("weights", help="list and download known segmentor checkpoints")
+    parser = sub.add_parser(
+        "weights", help="list and download known segmentor checkpoints; list the shipped heads"
+    )
     actions = parser.add_subparsers(dest="action", metavar="<action>", required=True)
-    actions.add_parser("list", help="known checkpoints with URL, sha256, licence and cache state")
+    actions.add_parser(
+        "list",
+        help="known checkpoints with URL, sha256, licence and cache state, and the shipped heads",
+    )
     dl = actions.add_parser(
         "download", help="download (resumable) and verify a checkpoint, or register a local file"
     )
@@ -36,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"    licence: {entry.licence}")
             print(f"    cached:  {weights.cached(entry) or 'no'}")
         print(f"cache: {weights.cache_dir()}")
+        print_shipped_heads()
         return 0
     entry = weights.known(args.name)
     if args.sha256:
@@ -47,3 +57,25 @@ def run(args: argparse.Namespace) -> int:
         path = weights.download(entry, dest, url=args.url, progress=not args.quiet)
     print(path)
     return 0
+
+
+def print_shipped_heads() -> None:
+    """Each shipped head (sleeg_core.models): its segmentor, the known weights for it, its recipe
+    in brief and its file."""
+    names = shipped_heads()
+    print("shipped heads (--head NAME, the node's head:=NAME):" if names else "shipped heads: none")
+    for name in names:
+        path = resolve_head(name)
+        try:
+            head = HeadFile.load(path)
+        except SleegError as err:  # listed, not fatal: the other heads still show
+            print(f"{name}  unreadable: {err}\n    file:    {path}")
+            continue
+        known = [w.name for w in weights.KNOWN_WEIGHTS.values() if w.segmentor == head.segmentor]
+        branches = len(head.head_config.branch_dilations())
+        steps = head.train_config.get("iterations", "?")
+        print(
+            f"{name}  (segmentor: {head.segmentor}; weights: {', '.join(known) or 'none known'})  "
+            f"{branches} branch{'es' if branches > 1 else ''}, λ = {head.lam:g}, {steps} steps"
+        )
+        print(f"    file:    {path}")
