@@ -111,6 +111,8 @@ def test_three_cameras_each_output_carries_its_own_input_header(domain, tiny_mod
         top, bottom = scores["left"][:40], scores["left"][56:]  # left's ROI: the lower half
         assert np.ptp(top) == 0 and top.max() <= bottom.min()  # outside: the lowest score
         assert np.ptp(scores["front"][:40]) > 0  # the other cameras are judged everywhere
+        # /diagnostics comes once a second: the outputs can all arrive before the first status
+        assert probe.wait_for(probe.camera_statuses, 10), "no /diagnostics status from the node"
         statuses = probe.camera_statuses()[-1]
         assert set(statuses) == set(CAMERAS)
         assert statuses["front"].name == "sleeg_anomaly: /front/image"
