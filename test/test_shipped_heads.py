@@ -16,9 +16,9 @@ from sleeg_core.trainer import TrainConfig
 # shipped head → (its known weights, segmentor)
 SHIPPED = {
     "enet_cityscapes_sleeg": ("enet_cityscapes", "enet"),  # two branches
-    "dabnet_cityscapes_sleeg": ("dabnet_cityscapes", "dabnet"),
+    "dabnet_cityscapes_sleeg": ("dabnet_cityscapes", "dabnet"),  # 150 steps
     "enet_cityscapes_sleeg_1view": ("enet_cityscapes", "enet"),
-    "dabnet_cityscapes_sleeg_150steps": ("dabnet_cityscapes", "dabnet"),
+    "dabnet_cityscapes_sleeg_750steps": ("dabnet_cityscapes", "dabnet"),
 }
 
 

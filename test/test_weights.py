@@ -121,7 +121,8 @@ def test_list_shows_the_shipped_heads_and_an_unreadable_one(tmp_path, monkeypatc
     assert "shipped heads (--head NAME, the node's head:=NAME):" in out
     default = "enet_cityscapes_sleeg  (segmentor: enet; weights: enet_cityscapes)  2 branches"
     assert default in out  # the node's default head (models/README.md)
-    assert "dabnet_cityscapes_sleeg  (segmentor: dabnet; weights: dabnet_cityscapes)" in out
+    dabnet = "dabnet_cityscapes_sleeg  (segmentor: dabnet; weights: dabnet_cityscapes)  1 branch"
+    assert f"{dabnet}, λ = 2, 150 steps" in out  # DABNet's default: the 150-step recipe
     assert "broken_head  unreadable: " in out and str(extra / "broken_head.pt") in out
 
 
