@@ -227,6 +227,18 @@ def test_no_arguments_run_the_shipped_enet_head(ros_env, tmp_path, monkeypatch):
     assert "ready: enet on cpu" in publishes_a_score(start_node(env, *SMALL_RUN))
 
 
+def test_the_shipped_dabnet_head_by_name_runs_in_the_node(ros_env, tmp_path, monkeypatch):
+    """DABNet's default head and known weights by name: the node takes the segmentor from the
+    head and publishes a score (models/README.md)."""
+    env = {**ros_env, "SLEEG_CACHE": str(tmp_path / "cache"), "SLEEG_SHARED": str(SHARED)}
+    env.pop("SLEEG_MODELS", None)
+    monkeypatch.delenv("SLEEG_MODELS", raising=False)
+    assert "dabnet_cityscapes_sleeg" in shipped_heads()
+    shared_path("weights", "dabnet_cityscapes", "DABNet_cityscapes.pth")  # no downloads in tests
+    args = ("weights:=dabnet_cityscapes", "head:=dabnet_cityscapes_sleeg", *SMALL_RUN)
+    assert "ready: dabnet on cpu" in publishes_a_score(start_node(env, *args))
+
+
 def test_a_missing_shipped_head_fails_at_startup_naming_it(ros_env, tiny_model, tmp_path):
     env = named_env(ros_env, tmp_path, tiny_model)
     out = startup_failure(env, f"weights:={tiny_model['weights']}", "head:=enet_nowhere_sleeg")
