@@ -158,14 +158,15 @@ def test_a_silent_camera_alone_reports_error_and_a_flooding_one_does_not_starve_
                 probe.spin(period)
 
         rounds(3.0, 0.05)  # warm-up: discovery, first pass
-        rounds(3.0, 0.05)  # capacity: the rounds per second this machine's node manages
+        capacity_s = 3.0
+        rounds(capacity_s, 0.05)  # capacity: the rounds per second this machine's node manages
         served = {
             m.header.stamp.sec for c in ("front", "left") for m in probe.got[f"/{c}/anomaly/score"]
         }
         probe.spin(0.6)  # idle: the node catches up and reports its counters so far
         before = counters(probe.camera_statuses()[-1])
         # measured: at most two thirds of that (a slow CI machine managed 12 rounds/s of 20)
-        rounds(6.0, max(0.05, 1.5 * 3.0 / max(len(served), 1)))
+        rounds(6.0, max(0.05, 1.5 * capacity_s / max(len(served), 1)))
         last = probe.camera_statuses()[-1]  # the node's view while the cameras still send
         probe.spin(1.0)  # the last frames' outputs
         answered = {
