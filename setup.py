@@ -50,6 +50,8 @@ setup(
         "console_scripts": [
             "sleeg = sleeg_core.cli:main",
             "anomaly_node = sleeg_ros.anomaly_node:main",
-        ]
+        ],
+        # `sleeg <command>` from other packages: name = module with add_parser() and run()
+        "sleeg.commands": ["bag = sleeg_ros.bag_command"],
     },
 )

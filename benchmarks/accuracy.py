@@ -37,13 +37,13 @@ from pathlib import Path
 import torch
 
 from sleeg_core.cli import main as sleeg_main
-from sleeg_core.commands import NODE_SIZE
-from sleeg_core.config import from_dict, load_config, to_dict
-from sleeg_core.errors import SleegError
-from sleeg_core.geometry import RESIZE_MODES
-from sleeg_core.headfile import HeadFile
-from sleeg_core.trainer import TrainConfig, Trainer
-from sleeg_core.tta import NODE_TTA, TTA_MODES
+from sleeg_core.cli.args import NODE_SIZE
+from sleeg_core.common.config import from_dict, load_config, to_dict
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.geometry import RESIZE_MODES
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.tta import NODE_TTA, TTA_MODES
+from sleeg_core.train.trainer import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = {

@@ -1,7 +1,7 @@
 """ONNX Runtime (CPU) vs PyTorch for segmentor + head + score + train ids, exported by sleeg.
 
-Exports the model at --size with `sleeg_core.export`, then times, alternating in one run,
-PyTorch's AnomalySegmenter as the node runs it (score + train ids, eager and optionally
+Exports the model at --size with `sleeg_core.deploy.onnx_export`, then times, alternating in one
+run, PyTorch's AnomalySegmenter as the node runs it (score + train ids, eager and optionally
 torch.compile'd) and an ONNX Runtime CPU session of the exported graph, on one real frame, for
 each thread count. Prints medians, the spread and the load average before and after.
 
@@ -28,11 +28,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from sleeg_core.export import export_onnx, parse_size
-from sleeg_core.head import HeadConfig, OoDHead
-from sleeg_core.headfile import HeadFile
-from sleeg_core.images import read_rgb
-from sleeg_core.inference import load_segmenter
+from sleeg_core.data.images import read_rgb
+from sleeg_core.deploy.onnx_export import export_onnx, parse_size
+from sleeg_core.model.head import HeadConfig, OoDHead
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.inference import load_segmenter
 
 FRAME = "driving/frankfurt_000000_000294_leftImg8bit.png"
 WEIGHTS = "weights/enet_cityscapes/enet.pth"

@@ -22,11 +22,11 @@ import cv2
 import numpy as np
 import torch
 
-from sleeg_core.errors import SleegError
-from sleeg_core.images import list_images, read_rgb, to_batch, write_rgb
-from sleeg_core.inference import load_segmenter
-from sleeg_core.patches import SHAPES, PatchConfig, render_patches
-from sleeg_core.refinement import refine_labels
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.images import list_images, read_rgb, to_batch, write_rgb
+from sleeg_core.model.inference import load_segmenter
+from sleeg_core.train.patches import SHAPES, PatchConfig, render_patches
+from sleeg_core.train.refinement import refine_labels
 
 OUTLINE = (255, 40, 40)
 

@@ -46,9 +46,9 @@ if [[ ${1:-} == prepare ]]; then
     mkdir -p "$data/weights/enet_cityscapes" "$data/cityscapes_train/images" "$data/driving"
     cp "$shared/weights/enet_cityscapes/enet.pth" "$data/weights/enet_cityscapes/"
     cp "$shared"/driving/* "$data/driving/"
-    # every 5th frame as accuracy.py's "every: 5" picks them (sleeg_core.images.list_images order)
+    # every 5th frame as accuracy.py's "every: 5" picks them (sleeg_core.data.images.list_images order)
     "$py" -c 'import shutil, sys
-from sleeg_core.images import list_images
+from sleeg_core.data.images import list_images
 for path in list_images(sys.argv[1])[::5]:
     shutil.copy(path, sys.argv[2])' \
         "$shared/cityscapes_train/images" "$data/cityscapes_train/images"

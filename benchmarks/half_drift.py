@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from sleeg_core.export import parse_size
-from sleeg_core.images import list_images, read_rgb, to_batch
-from sleeg_core.inference import load_segmenter, resolve_device
+from sleeg_core.data.images import list_images, read_rgb, to_batch
+from sleeg_core.deploy.onnx_export import parse_size
+from sleeg_core.model.inference import load_segmenter, resolve_device
 
 MASK_TARGET = 0.999  # share of mask pixels that half precision may leave unchanged, at least
 SCORE = "sleeg"

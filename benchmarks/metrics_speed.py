@@ -60,7 +60,7 @@ def run_method(method: str, scores: np.ndarray, labels: np.ndarray) -> dict[str,
             "auroc": float(roc_auc_score(labels, scores)),
             "fpr95": float(fpr[np.argmax(tpr >= 0.95)]),
         }
-    from sleeg_core.metrics import StreamingMetrics, exact_metrics
+    from sleeg_core.eval.metrics import StreamingMetrics, exact_metrics
 
     if method == "exact":
         m = exact_metrics(scores, labels)
@@ -77,7 +77,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     if args.worker == "dataset":
-        from sleeg_core.metrics import StreamingMetrics
+        from sleeg_core.eval.metrics import StreamingMetrics
 
         acc, start = StreamingMetrics(), time.perf_counter()
         for i in range(args.images):

@@ -31,12 +31,12 @@ from pathlib import Path
 
 import torch
 
-from sleeg_core.head import DEFAULT_WIDTH, OoDHead
-from sleeg_core.headfile import HeadFile
-from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.model.head import DEFAULT_WIDTH, OoDHead
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.inference import AnomalySegmenter
+from sleeg_core.model.tta import TTA_MODES
 from sleeg_core.segmentors import build_segmentor
 from sleeg_core.segmentors.base import COMPILE_MODES
-from sleeg_core.tta import TTA_MODES
 
 REAL_WEIGHTS = {
     "enet": "weights/enet_cityscapes/enet.pth",

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sleeg_core.images import to_batch
-from sleeg_core.inference import load_segmenter
-from sleeg_core.tta import NODE_TTA, TTA_MODES
+from sleeg_core.data.images import to_batch
+from sleeg_core.model.inference import load_segmenter
+from sleeg_core.model.tta import NODE_TTA, TTA_MODES
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_CODE = "import sys; from sleeg_ros.anomaly_node import main; sys.exit(main(sys.argv[1:]))"
@@ -45,7 +45,7 @@ def test_frames(data_root: Path, n: int) -> list[np.ndarray]:
     """`n` driving frames at 1024×512 (repeated when the folder has fewer)."""
     import cv2
 
-    from sleeg_core.images import list_images, read_rgb
+    from sleeg_core.data.images import list_images, read_rgb
 
     paths = list_images(data_root / "driving")
     images = [cv2.resize(read_rgb(p), SIZE[::-1], interpolation=cv2.INTER_AREA) for p in paths]

@@ -44,7 +44,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from sleeg_core.image_msgs import (
+from sleeg_core.data.image_msgs import (
     BYTES_PER_PIXEL,
     BadFrameError,
     compressed_to_rgb,

@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 import torch
 
-from sleeg_core.bags import write_image_bag
-from sleeg_core.images import list_images, read_rgb, to_batch
-from sleeg_core.inference import load_segmenter
-from sleeg_core.tta import NODE_TTA, TTA_MODES
+from sleeg_core.data.bags import write_image_bag
+from sleeg_core.data.images import list_images, read_rgb, to_batch
+from sleeg_core.model.inference import load_segmenter
+from sleeg_core.model.tta import NODE_TTA, TTA_MODES
 
 TOPIC = "/camera/image_raw"
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from sleeg_core.images import list_images, read_rgb
-from sleeg_core.patches import PatchConfig, PatchRenderer
+from sleeg_core.data.images import list_images, read_rgb
+from sleeg_core.train.patches import PatchConfig, PatchRenderer
 
 # operations that launch no kernel: views, metadata, allocation, no-op conversions
 NOT_KERNELS = {

@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 import torch
 
-from sleeg_core.config import from_dict
-from sleeg_core.errors import SleegError
-from sleeg_core.images import list_images, read_rgb, to_batch
-from sleeg_core.inference import load_segmenter
-from sleeg_core.metrics import exact_metrics
-from sleeg_core.patches import PatchConfig, render_patches
+from sleeg_core.common.config import from_dict
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.images import list_images, read_rgb, to_batch
+from sleeg_core.eval.metrics import exact_metrics
+from sleeg_core.model.inference import load_segmenter
+from sleeg_core.train.patches import PatchConfig, render_patches
 
 SCORES = ("sleeg", "tae", "tore", "entropy")
 

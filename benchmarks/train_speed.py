@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from sleeg_core.config import load_config
-from sleeg_core.train_sources import SourceConfig, collect_frames
-from sleeg_core.trainer import StepStats, TrainConfig, Trainer
+from sleeg_core.common.config import load_config
+from sleeg_core.train.sources import SourceConfig, collect_frames
+from sleeg_core.train.trainer import StepStats, TrainConfig, Trainer
 
 PHASES = ("patches", "segmentor", "head_forward", "refinement", "losses", "backward_and_update")
 

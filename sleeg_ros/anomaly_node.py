@@ -62,26 +62,26 @@ from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from sleeg_core.cityscapes import colorize
-from sleeg_core.errors import SleegError
-from sleeg_core.geometry import (
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.geometry import (
     RESIZE_MODES,
     JudgedArea,
     parse_roi_polygon,
     read_mask,
     restrict_score,
 )
-from sleeg_core.headfile import HeadFile
-from sleeg_core.image_msgs import BadFrameError, compressed_to_rgb, image_to_rgb
-from sleeg_core.images import to_batch
-from sleeg_core.inference import AnomalySegmenter, resolve_device
-from sleeg_core.models import pick_segmentor, resolve_head
-from sleeg_core.obstacles import find_obstacles
-from sleeg_core.onnx_backend import OnnxSegmenter
+from sleeg_core.data.image_msgs import BadFrameError, compressed_to_rgb, image_to_rgb
+from sleeg_core.data.images import to_batch
+from sleeg_core.data.labels import colorize
+from sleeg_core.deploy.onnx_backend import OnnxSegmenter
+from sleeg_core.eval.obstacles import find_obstacles
+from sleeg_core.eval.visualize import score_overlay, score_range
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.inference import AnomalySegmenter, resolve_device
+from sleeg_core.model.shipped_heads import pick_segmentor, resolve_head
+from sleeg_core.model.weights import KNOWN_WEIGHTS
+from sleeg_core.model.weights import resolve as resolve_weights
 from sleeg_core.segmentors import build_segmentor
-from sleeg_core.visualize import score_overlay, score_range
-from sleeg_core.weights import KNOWN_WEIGHTS
-from sleeg_core.weights import resolve as resolve_weights
 from sleeg_ros.conversions import array_to_image
 from sleeg_ros.frame_slot import LatestFrames
 from sleeg_ros.health import HealthMonitor, Level, Limits, Timings

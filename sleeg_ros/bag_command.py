@@ -23,10 +23,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sleeg_core.bags import bag_folder, bag_summary, open_bag, write_frames
-from sleeg_core.datasets import LABEL_SUFFIXES, LabelMap, open_dataset, parse_label_map
-from sleeg_core.errors import SleegError
-from sleeg_core.images import list_images, read_label, read_rgb
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.bags import bag_folder, bag_summary, open_bag, write_frames
+from sleeg_core.data.datasets import LABEL_SUFFIXES, open_dataset
+from sleeg_core.data.images import list_images, read_label, read_rgb
+from sleeg_core.data.labels import LabelMap, parse_label_map
 from sleeg_ros.bag_replay import CameraOptions, CameraResult, Replay, ReplayOptions
 from sleeg_ros.bag_report import write_report
 from sleeg_ros.parameters import CAMERA_NAME

@@ -49,7 +49,8 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 from sensor_msgs.msg import CompressedImage, Image
 
-from sleeg_core.bags import (
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.bags import (
     TYPESTORE,
     BagHandle,
     decode_image,
@@ -57,10 +58,9 @@ from sleeg_core.bags import (
     topic_connections,
     with_stamp,
 )
-from sleeg_core.datasets import LabelMap
-from sleeg_core.errors import SleegError
-from sleeg_core.image_msgs import BadFrameError, image_to_array
-from sleeg_core.metrics import StreamingMetrics
+from sleeg_core.data.image_msgs import BadFrameError, image_to_array
+from sleeg_core.data.labels import LabelMap
+from sleeg_core.eval.metrics import StreamingMetrics
 from sleeg_ros.msg import AnomalyObstacleArray
 
 IMAGE = "sensor_msgs/msg/Image"

@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sleeg_core.bags import TYPESTORE, BagHandle, decode_image, header_stamp, open_bag
-from sleeg_core.errors import SleegError
-from sleeg_core.image_msgs import image_to_array, image_to_rgb
-from sleeg_core.plots import LatencySeries, plot_contact_sheet, plot_latency
-from sleeg_core.visualize import heatmap, score_overlay, score_range
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.bags import TYPESTORE, BagHandle, decode_image, header_stamp, open_bag
+from sleeg_core.data.image_msgs import image_to_array, image_to_rgb
+from sleeg_core.eval.plots import LatencySeries, plot_contact_sheet, plot_latency
+from sleeg_core.eval.visualize import heatmap, score_overlay, score_range
 from sleeg_ros.bag_replay import FRAME_OUTPUTS, IMAGE, SCORE, CameraResult, ReplayResult, SentFrame
 
 COUNTERS = ("frames_in", "processed", "dropped", "bad_frames")

@@ -1,4 +1,4 @@
-"""numpy → sensor_msgs/Image for the node's outputs (decoding is sleeg_core.image_msgs)."""
+"""numpy → sensor_msgs/Image for the node's outputs (decoding is sleeg_core.data.image_msgs)."""
 
 from __future__ import annotations
 

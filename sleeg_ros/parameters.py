@@ -18,7 +18,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
 )
 
-from sleeg_core.tta import NODE_TTA
+from sleeg_core.model.tta import NODE_TTA
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ def tiny_model(tmp_path_factory) -> dict[str, Path]:
     """A random-weight ENet checkpoint and a matching random head file (threshold 0)."""
     import torch
 
-    from sleeg_core.head import HeadConfig, OoDHead
-    from sleeg_core.headfile import HeadFile
+    from sleeg_core.model.head import HeadConfig, OoDHead
+    from sleeg_core.model.headfile import HeadFile
     from sleeg_core.segmentors.enet import ENetSegmentor
 
     folder = tmp_path_factory.mktemp("tiny_model")

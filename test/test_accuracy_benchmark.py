@@ -9,8 +9,8 @@ import sys
 import pytest
 from conftest import REPO, shared_path
 
-from sleeg_core.config import load_config, to_dict
-from sleeg_core.trainer import TrainConfig
+from sleeg_core.common.config import load_config, to_dict
+from sleeg_core.train.trainer import TrainConfig
 
 PROFILES = sorted((REPO / "config").glob("train_*_*.yaml"))
 

@@ -21,10 +21,10 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from test_node import node_params, stop
 
-from sleeg_core.bags import TYPESTORE, image_message, mcap_complete_end
 from sleeg_core.cli import main as sleeg
-from sleeg_core.image_msgs import BYTES_PER_PIXEL
-from sleeg_core.metrics import exact_metrics
+from sleeg_core.data.bags import TYPESTORE, image_message, mcap_complete_end
+from sleeg_core.data.image_msgs import BYTES_PER_PIXEL
+from sleeg_core.eval.metrics import exact_metrics
 from sleeg_ros.bag_replay import output_typestore
 
 CLI = "import sys; from sleeg_core.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -12,9 +12,9 @@ pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 pytest.importorskip("rosbags", reason="rosbags not installed: run scripts/setup")
 from test_bag import cli, eval_args, node_overrides, pixels, read_bag, stamp
 
-from sleeg_core.bags import write_frames
 from sleeg_core.cli import main as sleeg
-from sleeg_core.metrics import StreamingMetrics
+from sleeg_core.data.bags import write_frames
+from sleeg_core.eval.metrics import StreamingMetrics
 
 FRONT, LEFT = "/front/image_raw", "/left/image/compressed"  # raw 96×160, JPEG 120×200
 SIZES = {FRONT: (96, 160), LEFT: (120, 200)}

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from sleeg_core.head import OoDHead
-from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.model.head import OoDHead
+from sleeg_core.model.inference import AnomalySegmenter
 from sleeg_core.segmentors.enet import ENetSegmentor
 
 NO_CUDA = pytest.mark.skipif(

@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sleeg_core.config import from_dict, load_config, to_dict
-from sleeg_core.errors import SleegError
+from sleeg_core.common.config import from_dict, load_config, to_dict
+from sleeg_core.common.errors import SleegError
 
 
 @dataclass

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from sleeg_core.datasets import (
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.datasets import (
     LabelMap,
     detect_layout,
     iter_images,
     open_dataset,
     parse_label_map,
 )
-from sleeg_core.errors import SleegError
 
 H, W = 24, 32
 

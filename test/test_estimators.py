@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sleeg_core.errors import SleegError
-from sleeg_core.estimators import (
+from sleeg_core.common.errors import SleegError
+from sleeg_core.model.estimators import (
     BASELINE_SCORES,
     HEAD_SCORES,
     SMLStatistics,

@@ -20,18 +20,18 @@ from conftest import shared_path
 from torch import nn
 
 from sleeg_core.cli import main as sleeg
-from sleeg_core.errors import SleegError
-from sleeg_core.export import (
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.images import read_rgb
+from sleeg_core.deploy.onnx_export import (
     _WindowMaxPool,
     _WindowMaxUnpool,
     export_friendly,
     export_onnx,
     parse_size,
 )
-from sleeg_core.head import HeadConfig, OoDHead
-from sleeg_core.headfile import HeadFile
-from sleeg_core.images import read_rgb
-from sleeg_core.inference import AnomalySegmenter, load_segmenter
+from sleeg_core.model.head import HeadConfig, OoDHead
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.inference import AnomalySegmenter, load_segmenter
 from sleeg_core.segmentors import build_segmentor
 
 REAL_FRAMES = (

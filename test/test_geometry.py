@@ -1,4 +1,4 @@
-"""sleeg_core.geometry: resize modes and their inverses (pixel alignment), ROI polygons, ignore
+"""sleeg_core.data.geometry: resize modes and their inverses (pixel alignment), ROI polygons, ignore
 masks, the judged area, and AnomalySegmenter's outputs in each resize mode."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sleeg_core.errors import SleegError
-from sleeg_core.geometry import (
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.geometry import (
     RESIZE_MODES,
     JudgedArea,
     Rect,
@@ -25,8 +25,8 @@ from sleeg_core.geometry import (
     to_frame,
     to_input,
 )
-from sleeg_core.head import OoDHead
-from sleeg_core.inference import PAD_RGB, AnomalySegmenter
+from sleeg_core.model.head import OoDHead
+from sleeg_core.model.inference import PAD_RGB, AnomalySegmenter
 from sleeg_core.segmentors.enet import ENetSegmentor
 
 SIZE = (512, 1024)  # network input h, w (the node's default)

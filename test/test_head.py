@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from sleeg_core.errors import SleegError
-from sleeg_core.head import DEFAULT_WIDTH, HeadConfig, OoDHead
+from sleeg_core.common.errors import SleegError
+from sleeg_core.model.head import DEFAULT_WIDTH, HeadConfig, OoDHead
 
 
 @pytest.mark.parametrize(("batch", "height", "width"), [(1, 1, 1), (3, 5, 7), (2, 8, 16)])

@@ -1,4 +1,4 @@
-"""Frame decoders (sleeg_core.image_msgs) without ROS: a real driving frame converted to each
+"""Frame decoders (sleeg_core.data.image_msgs) without ROS: a real driving frame converted to each
 supported encoding by the test's own converters, decoded, and compared with the original RGB."""
 
 from __future__ import annotations
@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from sleeg_core.image_msgs import BYTES_PER_PIXEL, BadFrameError, compressed_to_rgb, image_to_rgb
-from sleeg_core.images import read_rgb
+from sleeg_core.data.image_msgs import (
+    BYTES_PER_PIXEL,
+    BadFrameError,
+    compressed_to_rgb,
+    image_to_rgb,
+)
+from sleeg_core.data.images import read_rgb
 
 PAD = 6  # bytes of row padding in every message: `step` must be honoured
 MAX_PIXELS = 4096 * 4096

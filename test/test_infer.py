@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from sleeg_core.cityscapes import color_to_train_ids
 from sleeg_core.cli import main as sleeg
+from sleeg_core.data.labels import color_to_train_ids
 
 
 @pytest.fixture

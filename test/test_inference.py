@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
-from sleeg_core.errors import SleegError
-from sleeg_core.head import OoDHead
-from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.common.errors import SleegError
+from sleeg_core.model.head import OoDHead
+from sleeg_core.model.inference import AnomalySegmenter
 from sleeg_core.segmentors.enet import ENetSegmentor
 
 

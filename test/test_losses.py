@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sleeg_core.errors import SleegError
-from sleeg_core.estimators import jem
-from sleeg_core.head import OoDHead
-from sleeg_core.losses import IGNORE_INDEX, LossTerms, tae_loss, tore_loss, total_loss
+from sleeg_core.common.errors import SleegError
+from sleeg_core.model.estimators import jem
+from sleeg_core.model.head import OoDHead
+from sleeg_core.train.losses import IGNORE_INDEX, LossTerms, tae_loss, tore_loss, total_loss
 
 
 def pixels(*rows: list[float]) -> torch.Tensor:

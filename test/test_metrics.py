@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sleeg_core.errors import SleegError
-from sleeg_core.metrics import (
+from sleeg_core.common.errors import SleegError
+from sleeg_core.eval.metrics import (
     FPR95_RULES,
     AnomalyMetrics,
     ImageBootstrap,

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from test_train import SMALL, make_frames
 
-from sleeg_core import weights
 from sleeg_core.cli import main as sleeg
-from sleeg_core.errors import SleegError
-from sleeg_core.headfile import HeadFile
-from sleeg_core.models import model_dirs, pick_segmentor, resolve_head
+from sleeg_core.common.errors import SleegError
+from sleeg_core.model import weights
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.shipped_heads import model_dirs, pick_segmentor, resolve_head
 
 
 @pytest.fixture
@@ -56,7 +56,8 @@ def test_sourcing_the_installed_package_puts_its_shipped_heads_first(tmp_path):
         pytest.skip(f"no colcon install at {setup.parent}: run scripts/setup")
     env = {k: v for k, v in os.environ.items() if k != "SLEEG_MODELS"}
     env["SLEEG_MODELS"] = str(tmp_path)
-    code = "from sleeg_core.models import model_dirs, resolve_head; print(model_dirs()[0]); "
+    code = "from sleeg_core.model.shipped_heads import model_dirs, resolve_head; "
+    code += "print(model_dirs()[0]); "
     code += "print(resolve_head('enet_cityscapes_sleeg'))"
     shell = f'set -e; source {setup}; python -c "{code}"'
     out = subprocess.run(

@@ -11,10 +11,10 @@ pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 from ros_probe import Probe, start_node
 from sensor_msgs.msg import CompressedImage
 
-from sleeg_core.headfile import HeadFile
-from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.inference import AnomalySegmenter
+from sleeg_core.model.tta import NODE_TTA
 from sleeg_core.segmentors.enet import ENetSegmentor
-from sleeg_core.tta import NODE_TTA
 from sleeg_ros.msg import AnomalyObstacleArray
 
 FRAME = np.random.default_rng(0).integers(0, 256, (96, 160, 3), dtype=np.uint8)

@@ -16,9 +16,9 @@ from sensor_msgs.msg import Image
 from test_image_msgs import to_yuv422
 from test_node import node_model, node_params, stop
 
-from sleeg_core.image_msgs import image_to_rgb
-from sleeg_core.images import read_rgb, to_batch
-from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.data.image_msgs import image_to_rgb
+from sleeg_core.data.images import read_rgb, to_batch
+from sleeg_core.model.inference import AnomalySegmenter
 
 INFERENCE = (64, 128)  # node_params' inference size
 IMAGES = ("segmentation", "segmentation/color", "anomaly/score", "anomaly/mask", "overlay")

@@ -17,9 +17,9 @@ from ros_probe import REPO, Probe, start_node, startup_failure
 from sensor_msgs.msg import CompressedImage
 from test_node import FRAME, frames_in_after, jpeg, node_model, node_params, stop
 
-from sleeg_core import weights
-from sleeg_core.images import to_batch
-from sleeg_core.models import shipped_heads
+from sleeg_core.data.images import to_batch
+from sleeg_core.model import weights
+from sleeg_core.model.shipped_heads import shipped_heads
 from sleeg_ros.parameters import PARAMS
 
 

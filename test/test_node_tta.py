@@ -7,9 +7,9 @@ pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 from ros_probe import Probe, start_node, startup_failure
 from test_node import FRAME, node_params, stop
 
-from sleeg_core.headfile import HeadFile
-from sleeg_core.images import to_batch
-from sleeg_core.inference import AnomalySegmenter
+from sleeg_core.data.images import to_batch
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.inference import AnomalySegmenter
 from sleeg_core.segmentors.enet import ENetSegmentor
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sleeg_core.obstacles import find_obstacles
+from sleeg_core.eval.obstacles import find_obstacles
 
 
 def scene() -> np.ndarray:

@@ -6,13 +6,13 @@ import torch
 from test_export import check_parity
 
 from sleeg_core.cli import main as sleeg
-from sleeg_core.errors import SleegError
-from sleeg_core.export import export_onnx
-from sleeg_core.inference import AnomalySegmenter, load_segmenter
+from sleeg_core.common.errors import SleegError
+from sleeg_core.deploy.onnx_export import export_onnx
+from sleeg_core.model.inference import AnomalySegmenter, load_segmenter
 from sleeg_core.segmentors import build_segmentor
 
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed: run scripts/setup")
-from sleeg_core.onnx_backend import OnnxSegmenter
+from sleeg_core.deploy.onnx_backend import OnnxSegmenter
 
 
 @pytest.mark.parametrize("mode", ["pad", "crop", "stretch"])

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sleeg_core.errors import SleegError
-from sleeg_core.patches import (
+from sleeg_core.common.errors import SleegError
+from sleeg_core.train.patches import (
     SHAPES,
     PatchBank,
     PatchConfig,

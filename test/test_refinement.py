@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from sleeg_core.errors import SleegError
-from sleeg_core.estimators import jem, sleeg_score
-from sleeg_core.losses import IGNORE_INDEX
-from sleeg_core.refinement import otsu_threshold, refine_labels, refinement_scores
+from sleeg_core.common.errors import SleegError
+from sleeg_core.model.estimators import jem, sleeg_score
+from sleeg_core.train.losses import IGNORE_INDEX
+from sleeg_core.train.refinement import otsu_threshold, refine_labels, refinement_scores
 
 
 def brute_force_within_class(values: np.ndarray, n_candidates: int) -> float:

@@ -18,10 +18,10 @@ from test_train import make_frames
 from torch import nn
 
 from sleeg_core.cli import main as sleeg
-from sleeg_core.errors import SleegError
-from sleeg_core.headfile import HeadFile
-from sleeg_core.images import read_rgb, to_batch
-from sleeg_core.inference import load_segmenter
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.images import read_rgb, to_batch
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.inference import load_segmenter
 from sleeg_core.segmentors import build_segmentor, segmentor_names
 from sleeg_core.segmentors.base import upsample_to_input
 from sleeg_core.segmentors.dabnet import FEATURE_LAYERS, DABNet, DABNetSegmentor

@@ -17,10 +17,10 @@ import torch
 from conftest import shared_path
 from torch import nn
 
-from sleeg_core.checkpoints import load_state_dict_file, load_strict
-from sleeg_core.cityscapes import CITYSCAPES_PALETTE, color_to_train_ids, colorize
-from sleeg_core.errors import SleegError
-from sleeg_core.images import read_rgb, to_batch
+from sleeg_core.common.errors import SleegError
+from sleeg_core.common.state_dicts import load_state_dict_file, load_strict
+from sleeg_core.data.images import read_rgb, to_batch
+from sleeg_core.data.labels import CITYSCAPES_PALETTE, color_to_train_ids, colorize
 from sleeg_core.segmentors import build_segmentor
 from sleeg_core.segmentors.base import Segmentor, upsample_to_input, upsampled_argmax
 from sleeg_core.segmentors.enet import ENet, ENetSegmentor

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torchvision.models import segmentation as tvseg
 
-from sleeg_core.cityscapes import CITYSCAPES_CLASSES
-from sleeg_core.errors import SleegError
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.labels import CITYSCAPES_CLASSES
 from sleeg_core.segmentors import build_segmentor, segmentor_names
 from sleeg_core.segmentors.torchvision_models import ARCHITECTURES
 

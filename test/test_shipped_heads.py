@@ -8,10 +8,10 @@ import pytest
 from conftest import REPO, shared_path
 
 from sleeg_core.cli import main as sleeg
-from sleeg_core.config import load_config, to_dict
-from sleeg_core.headfile import HeadFile
-from sleeg_core.models import resolve_head, shipped_heads
-from sleeg_core.trainer import TrainConfig
+from sleeg_core.common.config import load_config, to_dict
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.shipped_heads import resolve_head, shipped_heads
+from sleeg_core.train.trainer import TrainConfig
 
 # shipped head → (its known weights, segmentor)
 SHIPPED = {

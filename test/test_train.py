@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from sleeg_core.cli import main as sleeg
-from sleeg_core.head import OoDHead
-from sleeg_core.headfile import HeadFile
-from sleeg_core.images import read_rgb, to_batch
-from sleeg_core.inference import AnomalySegmenter
-from sleeg_core.patches import PatchRenderer
+from sleeg_core.data.images import read_rgb, to_batch
+from sleeg_core.model.head import OoDHead
+from sleeg_core.model.headfile import HeadFile
+from sleeg_core.model.inference import AnomalySegmenter
 from sleeg_core.segmentors.enet import ENetSegmentor
-from sleeg_core.trainer import CalibrationConfig, StepStats, TrainConfig, Trainer, calibrate
+from sleeg_core.train.patches import PatchRenderer
+from sleeg_core.train.trainer import CalibrationConfig, StepStats, TrainConfig, Trainer, calibrate
 
 SMALL = [
     "--set", "data.augment.crop=[64, 128]", "--set", "data.augment.scale=[0.8, 1.2]",
@@ -152,7 +152,7 @@ def test_two_branch_head_trains_each_branch_and_saves_one_head(tmp_path, weights
 
 def test_train_on_a_rosbag(tmp_path, weights):
     pytest.importorskip("rosbags")
-    from sleeg_core.bags import write_image_bag
+    from sleeg_core.data.bags import write_image_bag
 
     frames = [cv2.imread(str(p))[..., ::-1] for p in sorted(make_frames(tmp_path / "f").iterdir())]
     bag = write_image_bag(tmp_path / "drive.mcap", {"/cam/image_raw": frames})
@@ -164,7 +164,7 @@ def test_train_on_a_rosbag(tmp_path, weights):
 
 def test_missing_topic_lists_the_bag_topics(tmp_path, weights, capsys):
     pytest.importorskip("rosbags")
-    from sleeg_core.bags import write_image_bag
+    from sleeg_core.data.bags import write_image_bag
 
     bag = write_image_bag(tmp_path / "d.mcap", {"/cam": [np.zeros((16, 16, 3), np.uint8)]})
     args = train_args(weights, tmp_path / "run", "--bag", str(bag), "--topic", "/other")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from sleeg_core.errors import SleegError
-from sleeg_core.train_data import AugmentConfig, CropDataset, random_crop, sample_rng
+from sleeg_core.common.errors import SleegError
+from sleeg_core.train.data import AugmentConfig, CropDataset, random_crop, sample_rng
 
 
 def ramp(height: int, width: int) -> np.ndarray:

@@ -14,12 +14,12 @@ import torch
 from test_train import make_frames, train_args
 
 from sleeg_core.cli import main as sleeg
-from sleeg_core.distributed import Distributed, session
-from sleeg_core.headfile import HeadFile
-from sleeg_core.patches import PatchRenderer
+from sleeg_core.model.headfile import HeadFile
 from sleeg_core.segmentors.enet import ENetSegmentor
-from sleeg_core.train_data import StepSampler
-from sleeg_core.trainer import TrainConfig, Trainer
+from sleeg_core.train.data import StepSampler
+from sleeg_core.train.distributed import Distributed, session
+from sleeg_core.train.patches import PatchRenderer
+from sleeg_core.train.trainer import TrainConfig, Trainer
 
 ITERATIONS = 16
 # 2 processes × batch 2, loader workers on, refinement and BatchNorm (test_train.SMALL), two

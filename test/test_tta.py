@@ -8,13 +8,13 @@ import torch
 from test_eval_command import make_dataset
 
 from sleeg_core.cli import main
-from sleeg_core.errors import SleegError
-from sleeg_core.estimators import sml_statistics
-from sleeg_core.geometry import fit_frame, to_frame, to_input
-from sleeg_core.head import OoDHead
-from sleeg_core.inference import PAD_RGB, AnomalySegmenter, Prediction
+from sleeg_core.common.errors import SleegError
+from sleeg_core.data.geometry import fit_frame, to_frame, to_input
+from sleeg_core.model.estimators import sml_statistics
+from sleeg_core.model.head import OoDHead
+from sleeg_core.model.inference import PAD_RGB, AnomalySegmenter, Prediction
+from sleeg_core.model.tta import TTA_SCALES
 from sleeg_core.segmentors.enet import ENetSegmentor
-from sleeg_core.tta import TTA_SCALES
 
 SCORES = ("sleeg", "tae", "tore", "msp", "maxlogit", "entropy", "energy", "sml")
 TOL = {"rtol": 1e-4, "atol": 1e-4}  # a batch of 2B vs B rounds differently

@@ -10,10 +10,10 @@ from typing import ClassVar
 import pytest
 from conftest import shared_path
 
-from sleeg_core import weights
 from sleeg_core.cli import main as sleeg
-from sleeg_core.errors import SleegError
-from sleeg_core.inference import load_segmenter
+from sleeg_core.common.errors import SleegError
+from sleeg_core.model import weights
+from sleeg_core.model.inference import load_segmenter
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, generated
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -9,7 +9,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from sleeg_core.errors import SleegError
+from sleeg_core.common.errors import SleegError
 from sleeg_core.segmentors.base import Segmentor, SegmentorInfo, SegmentorOutput
 
 # name → ("module:Class", fixed constructor kwargs)

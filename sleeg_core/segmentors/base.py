@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# re-exported: the label space lives in sleeg_core.cityscapes
-from sleeg_core.cityscapes import CITYSCAPES_CLASSES as CITYSCAPES_CLASSES
-from sleeg_core.cityscapes import CITYSCAPES_PALETTE as CITYSCAPES_PALETTE
-from sleeg_core.errors import SleegError
+from sleeg_core.common.errors import SleegError
+
+# re-exported: the label space lives in sleeg_core.data.labels
+from sleeg_core.data.labels import CITYSCAPES_CLASSES as CITYSCAPES_CLASSES
+from sleeg_core.data.labels import CITYSCAPES_PALETTE as CITYSCAPES_PALETTE
 
 # torch.compile modes; "reduce-overhead" and "max-autotune" also capture CUDA graphs on CUDA
 # (fixed input sizes): a graph's outputs live in memory that its next replay overwrites

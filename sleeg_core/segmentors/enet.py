@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sleeg_core.checkpoints import load_state_dict_file, load_strict
-from sleeg_core.cityscapes import CITYSCAPES_CLASSES
-from sleeg_core.errors import SleegError
+from sleeg_core.common.errors import SleegError
+from sleeg_core.common.state_dicts import load_state_dict_file, load_strict
+from sleeg_core.data.labels import CITYSCAPES_CLASSES
 from sleeg_core.segmentors.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,

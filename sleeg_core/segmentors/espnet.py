@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sleeg_core.checkpoints import load_state_dict_file, load_strict
-from sleeg_core.cityscapes import CITYSCAPES_CLASSES
-from sleeg_core.errors import SleegError
+from sleeg_core.common.errors import SleegError
+from sleeg_core.common.state_dicts import load_state_dict_file, load_strict
+from sleeg_core.data.labels import CITYSCAPES_CLASSES
 from sleeg_core.segmentors.base import Segmentor, SegmentorInfo, SegmentorOutput, pad_to_multiple
 
 SIZE_MULTIPLE = 8  # three stride-2 stages and three exact 2× transposed convs

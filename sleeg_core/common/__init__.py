@@ -1,0 +1,1 @@
+"""Foundations every layer uses: errors, atomic writes, dataclass configs, state-dict files."""
