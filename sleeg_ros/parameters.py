@@ -19,6 +19,7 @@ from rcl_interfaces.msg import (
 )
 
 from sleeg_core.model.tta import NODE_TTA
+from sleeg_ros.outputs import OUTPUT_NAMES
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,6 @@ class Param:
         return desc
 
 
-OUTPUTS = ("segmentation", "color", "score", "mask", "obstacles", "overlay")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 
 PARAMS: tuple[Param, ...] = (
@@ -157,7 +157,7 @@ PARAMS: tuple[Param, ...] = (
     Param("threshold", math.nan, "mask threshold on the score; NaN: the head file's", runtime=True),
     Param("mask_open_px", 3, "morphological opening kernel (0: off)", True, int_range=(0, 63)),
     Param("min_blob_area", 64, "drop mask blobs smaller than this", True, int_range=(0, 10**7)),
-    *(Param(f"publish_{o}", True, f"publish the {o} output", runtime=True) for o in OUTPUTS),
+    *(Param(f"publish_{o}", True, f"publish the {o} output", runtime=True) for o in OUTPUT_NAMES),
     Param(
         "image_transport",
         "raw",
