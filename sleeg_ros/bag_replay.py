@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.publisher import Publisher
@@ -61,19 +60,13 @@ from sleeg_core.data.bags import (
 from sleeg_core.data.image_msgs import BadFrameError, image_to_array
 from sleeg_core.data.labels import LabelMap
 from sleeg_core.eval.metrics import StreamingMetrics
-from sleeg_ros.msg import AnomalyObstacleArray
+from sleeg_ros.outputs import STATUS_TOPIC, topic_types, type_name
 
 IMAGE = "sensor_msgs/msg/Image"
-STATUS = "/diagnostics"  # absolute: shared by every node; the others' statuses are ignored
+STATUS = STATUS_TOPIC  # the others' statuses are ignored
 SCORE = "anomaly/score"
-OUTPUTS: dict[str, tuple[str, type]] = {  # node output (name) → rosbags type, rclpy type
-    "segmentation": (IMAGE, Image),
-    "segmentation/color": (IMAGE, Image),
-    SCORE: (IMAGE, Image),
-    "anomaly/mask": (IMAGE, Image),
-    "anomaly/obstacles": ("sleeg_ros/msg/AnomalyObstacleArray", AnomalyObstacleArray),
-    "overlay": (IMAGE, Image),
-    STATUS: ("diagnostic_msgs/msg/DiagnosticArray", DiagnosticArray),
+OUTPUTS: dict[str, tuple[str, type]] = {  # node output (topic) → rosbags type, rclpy type
+    topic: (type_name(kind), kind) for topic, kind in topic_types().items()
 }
 FRAME_OUTPUTS = tuple(t for t in OUTPUTS if t != STATUS)
 NODE_CODE = "import sys; from sleeg_ros.anomaly_node import main; sys.exit(main(sys.argv[1:]))"
