@@ -196,9 +196,15 @@ def check_image_batch(images: torch.Tensor) -> None:
 def normalise(
     images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:
-    """uint8 RGB B×3×H×W → float (x/255 − mean)/std."""
-    scale = torch.tensor([1 / (255.0 * s) for s in std], device=images.device)
-    shift = torch.tensor([m / s for m, s in zip(mean, std, strict=True)], device=images.device)
+    """uint8 RGB B×3×H×W → float (x/255 − mean)/std.
+
+    The per-channel constants are made on the CPU and copied without blocking, so a GPU step
+    never waits for the host here.
+    """
+    scale = torch.tensor([1 / (255.0 * s) for s in std])
+    shift = torch.tensor([m / s for m, s in zip(mean, std, strict=True)])
+    scale = scale.to(images.device, non_blocking=True)
+    shift = shift.to(images.device, non_blocking=True)
     return images.float().mul_(scale.view(1, -1, 1, 1)).sub_(shift.view(1, -1, 1, 1))  # one buffer
 
 
