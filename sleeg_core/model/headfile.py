@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from sleeg_core.common.atomic import write_atomic
-from sleeg_core.common.errors import SleegError
+from sleeg_core.common.errors import ModelLoadError
 from sleeg_core.model.head import HeadConfig, OoDHead
 
 FORMAT = "sleeg-head"
@@ -54,20 +54,24 @@ class HeadFile:
 
     @classmethod
     def load(cls, path: str | Path) -> HeadFile:
-        """Read a head file; SleegError naming the file for anything that is not one."""
+        """Read a head file; a ModelLoadError (field "head") naming the file for anything that is
+        not one."""
         path = Path(path)
         if not path.is_file():
-            raise SleegError(f"head file not found: {path}")
+            raise ModelLoadError("head", f"head file not found: {path}")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many types for truncated / foreign files
-            raise SleegError(f"cannot read head file {path}: {err.__class__.__name__}") from err
+            raise ModelLoadError(
+                "head", f"cannot read head file {path}: {err.__class__.__name__}"
+            ) from err
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise SleegError(f"{path} is not a sleeg head file (no '{FORMAT}' marker)")
+            raise ModelLoadError("head", f"{path} is not a sleeg head file (no '{FORMAT}' marker)")
         version = payload.get("format_version")
         if version != FORMAT_VERSION:
-            raise SleegError(
-                f"{path}: head file format version {version}, this sleeg reads {FORMAT_VERSION}"
+            raise ModelLoadError(
+                "head",
+                f"{path}: head file format version {version}, this sleeg reads {FORMAT_VERSION}",
             )
         fields = {k: payload[k] for k in cls.__dataclass_fields__ if k in payload}
         fields["head_config"] = HeadConfig.from_dict(payload["head_config"])
@@ -75,14 +79,17 @@ class HeadFile:
         try:
             head_file.build_head()
         except RuntimeError as err:
-            raise SleegError(f"{path}: head weights do not match its config: {err}") from err
+            raise ModelLoadError(
+                "head", f"{path}: head weights do not match its config: {err}"
+            ) from err
         return head_file
 
     def check_segmentor(self, name: str, feature_channels: int, source: str = "head") -> None:
         """Refuse a segmentor other than the one this head was trained on."""
         if name != self.segmentor or feature_channels != self.feature_channels:
-            raise SleegError(
+            raise ModelLoadError(
+                "head",
                 f"{source} was trained on segmentor '{self.segmentor}' "
                 f"({self.feature_channels} feature channels), not '{name}' "
-                f"({feature_channels} channels)"
+                f"({feature_channels} channels)",
             )

@@ -6,7 +6,8 @@ identically. Higher score = more anomalous.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sleeg_core.common.errors import SleegError
+from sleeg_core.common.errors import ModelLoadError, SleegError
 from sleeg_core.data.geometry import fit_frame, to_frame, to_input
 from sleeg_core.data.labels import IGNORE_ID
 from sleeg_core.model.estimators import HEAD_SCORES, compute_score, needs_logits, score_names
@@ -37,12 +38,16 @@ Outputs = tuple[torch.Tensor | None, dict[str, torch.Tensor], torch.Tensor | Non
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU is a SleegError."""
+    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU (or a string that is no
+    device) is a ModelLoadError (field "device")."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ModelLoadError("device", f"device '{device}' is not a device: {err}") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SleegError(f"device '{device}' requested but CUDA is not available")
+        raise ModelLoadError("device", f"device '{device}' requested but CUDA is not available")
     return dev
 
 
@@ -112,8 +117,9 @@ class AnomalySegmenter(nn.Module):
         use it with a fixed inference size (~20 s of compiling for ENet + head on 2 CPU threads,
         benchmarks/README.md). In a CUDA-graph mode (CUDA_GRAPH_MODES) that part of a call is
         one graph replay and its outputs are cloned, since the next replay overwrites the
-        graph's memory. SleegError for a mode not in COMPILE_MODES."""
-        check_compile_mode(mode)
+        graph's memory. ModelLoadError (field "compile_mode") for a mode not in COMPILE_MODES."""
+        with loading("compile_mode"):
+            check_compile_mode(mode)
         # unbound: a deep copy of the model runs (and compiles) its own copy, not this one
         self._compiled = torch.compile(
             type(self)._compute, mode=mode, dynamic=False, fullgraph=True
@@ -240,6 +246,17 @@ def _cast_inputs(
     )
 
 
+@contextmanager
+def loading(field: str) -> Iterator[None]:
+    """Within it, a SleegError that is no ModelLoadError yet becomes one for `field`."""
+    try:
+        yield
+    except ModelLoadError:
+        raise
+    except SleegError as err:
+        raise ModelLoadError(field, str(err)) from err
+
+
 def load_segmenter(
     segmentor: str | None,
     weights: str | Path,
@@ -250,12 +267,27 @@ def load_segmenter(
 
     `weights` is a file or a known name, `head` a file or a shipped head's name; `segmentor`
     None takes the head's or the known weights' segmentor (sleeg_core.model.shipped_heads,
-    sleeg_core.model.weights)."""
-    head_file = HeadFile.load(resolve_head(head)) if head else None
-    options = head_file.segmentor_options if head_file else {}
+    sleeg_core.model.weights). Every failure is a ModelLoadError whose `field` names the input
+    at fault: "head", "segmentor", "weights" or "device".
+
+    >>> load_segmenter("enet", "/nowhere/enet.pth", device="cpu")
+    Traceback (most recent call last):
+    sleeg_core.common.errors.ModelLoadError: file not found: /nowhere/enet.pth
+    """
+    head_file, head_path = None, None
+    if head:
+        with loading("head"):
+            head_path = resolve_head(head)
+            head_file = HeadFile.load(head_path)
     name = pick_segmentor(segmentor, weights, head_file)
-    seg = build_segmentor(name, resolve_weights(weights), **options)
+    weights_path = resolve_weights(weights)
+    if not weights_path.is_file():
+        raise ModelLoadError("weights", f"file not found: {weights}")
+    with loading("weights"):
+        seg = build_segmentor(
+            name, weights_path, **(head_file.segmentor_options if head_file else {})
+        )
     if head_file is not None:
-        head_file.check_segmentor(seg.info.name, seg.info.feature_channels, str(head))
+        head_file.check_segmentor(seg.info.name, seg.info.feature_channels, str(head_path))
     model = AnomalySegmenter.for_head_file(seg, head_file)
     return model.to(resolve_device(device)).eval(), head_file

@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sleeg_core.common.errors import SleegError
+from sleeg_core.common.errors import ModelLoadError
 from sleeg_core.model import weights
 from sleeg_core.model.headfile import HeadFile
+from sleeg_core.segmentors import segmentor_names
 
 HEAD_SUFFIX = ".pt"
 
@@ -42,16 +43,18 @@ def resolve_head(value: str | Path) -> Path:
     for folder in dirs:
         if (path := folder / f"{text}{HEAD_SUFFIX}").is_file():
             return path
-    raise SleegError(
+    raise ModelLoadError(
+        "head",
         f"no shipped head '{text}': no {text}{HEAD_SUFFIX} in {', '.join(map(str, dirs))} "
         f"(shipped: {', '.join(shipped_heads()) or 'none'}); give a head file path, or train "
-        "one with `sleeg train`"
+        "one with `sleeg train`",
     )
 
 
 def pick_segmentor(given: str | None, weights_value: str | Path, head: HeadFile | None) -> str:
     """The segmentor to build: `given`, else the head file's, else the known weights'; every one
-    of them that is set must name the same segmentor."""
+    of them that is set must name the same segmentor, a registered one (else a ModelLoadError,
+    field "segmentor")."""
     sources: dict[str, str] = {}
     if given:
         sources["segmentor"] = given
@@ -60,11 +63,18 @@ def pick_segmentor(given: str | None, weights_value: str | Path, head: HeadFile 
     if entry := weights.named(weights_value):
         sources[f"weights '{entry.name}'"] = entry.segmentor
     if not sources:
-        raise SleegError(
+        raise ModelLoadError(
+            "segmentor",
             "no segmentor: name one (e.g. enet), or give a head file or a known weights name "
-            "(sleeg weights list) that records it"
+            "(sleeg weights list) that records it",
         )
     if len(set(sources.values())) > 1:
         said = ", ".join(f"{where} → '{name}'" for where, name in sources.items())
-        raise SleegError(f"segmentors disagree: {said}")
-    return next(iter(sources.values()))
+        raise ModelLoadError("segmentor", f"segmentors disagree: {said}")
+    name = next(iter(sources.values()))
+    if name not in segmentor_names():
+        raise ModelLoadError(
+            "segmentor",
+            f"unknown segmentor '{name}'; choose one of: {', '.join(segmentor_names())}",
+        )
+    return name

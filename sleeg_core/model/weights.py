@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sleeg_core.common.errors import SleegError
+from sleeg_core.common.errors import ModelLoadError, SleegError
 
 CHUNK = 1 << 20
 REPO = Path(__file__).resolve().parents[2]  # the source checkout (or site-packages)
@@ -124,15 +124,16 @@ def fetch(entry: KnownWeights) -> Path:
         try:
             return register(entry, shared, dest)
         except OSError as err:
-            raise SleegError(f"cannot copy {shared} into {dest}: {err}") from err
+            raise ModelLoadError("weights", f"cannot copy {shared} into {dest}: {err}") from err
     try:
         return download(entry, dest)
     except SleegError as err:
         state = "absent" if not (dest / entry.filename).exists() else "sha256 mismatch"
-        raise SleegError(
+        raise ModelLoadError(
+            "weights",
             f"weights '{entry.name}' unavailable: cache {dest / entry.filename} {state}, "
             f"no verified copy at {shared}, {err}; fix: sleeg weights download {entry.name} "
-            "--from FILE (or set SLEEG_SHARED)"
+            "--from FILE (or set SLEEG_SHARED)",
         ) from err
 
 
