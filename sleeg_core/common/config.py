@@ -2,6 +2,11 @@
 
 `load_config(TrainConfig, "train.yaml", ["optim.lr=0.005"])` → a TrainConfig; a key that the
 dataclass does not have is a SleegError naming its dotted path and the keys that exist there.
+
+A YAML file may name another one as its base (`base: train_enet_cpu.yaml`, relative to the file)
+and state only what differs from it: mappings are merged key by key, any other value (a list
+included) replaces the base's. Bases may have bases; a cycle or a missing base file is a
+SleegError naming the file.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import yaml
 from sleeg_core.common.errors import SleegError
 
 C = TypeVar("C")
+BASE_KEY = "base"  # a YAML file's key naming the file it inherits from
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -112,15 +118,54 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` updated by `override`: mappings merged key by key, other values (lists too)
+    replaced. Neither argument is modified."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise SleegError(f"config file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise SleegError(f"config file {path} is not valid YAML: {err}") from err
+
+
+def read_config_file(path: str | Path) -> Any:
+    """The data of a YAML config file with its `base` files merged under it (see the module)."""
+    return _read_with_bases(Path(path), ())
+
+
+def _read_with_bases(path: Path, below: tuple[Path, ...]) -> Any:
+    """`read_config_file`; `below`: the resolved files that inherit from `path`, in order."""
+    chain = (*below, path.resolve())
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or BASE_KEY not in data:
+        return data
+    base = data.pop(BASE_KEY)
+    if not isinstance(base, str) or not base:
+        raise SleegError(f"config file {path}: '{BASE_KEY}' must be a file path, got {base!r}")
+    base_path = path.parent / base
+    if base_path.resolve() in chain:
+        cycle = " → ".join(str(p) for p in (*chain, base_path.resolve()))
+        raise SleegError(f"config file {path}: its bases form a cycle: {cycle}")
+    if not base_path.is_file():
+        raise SleegError(f"config file {path}: its base {base_path} is not a file")
+    inherited = _read_with_bases(base_path, chain)
+    if not isinstance(inherited, dict):
+        raise SleegError(f"config file {base_path} (the base of {path}) must hold a mapping")
+    return merge(inherited, data)
+
+
 def load_config(cls: type[C], path: str | Path | None, overrides: list[str] = ()) -> C:
-    """Defaults ← YAML file (optional) ← overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise SleegError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise SleegError(f"config file {path} is not valid YAML: {err}") from err
+    """Defaults ← YAML file (optional, with its bases) ← overrides."""
+    data = {} if path is None else read_config_file(path)
     return from_dict(cls, apply_overrides(data, list(overrides)))
