@@ -94,14 +94,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
 # the CUDA variants (CUDA graphs fp32/fp16, fp16 conversion, GPU rendering, pinned memory) and the
 # inference tests around them; the CPU compile cases are CI's
 step tests 200 "$py" -m pytest -q -rs -p no:cacheprovider --junitxml="$out/tests.xml" \
-    --deselect "test/test_compile.py::${compile_test}[cpu-default-fp32]" \
-    --deselect "test/test_compile.py::${compile_test}[cpu-default-fp32-scales]" \
-    test/test_compile.py test/test_inference.py test/test_tta.py \
-    test/test_metrics.py::test_streaming_valid_mask_and_device \
-    test/test_patches.py::test_renders_on_the_gpu_like_on_the_cpu \
-    test/test_patches.py::test_rendering_on_the_gpu_with_a_cpu_generator_never_waits_for_the_gpu \
-    test/test_train.py::test_a_training_step_on_the_gpu_never_waits_for_the_gpu \
-    test/test_segmentors_enet_espnet.py::test_to_batch_on_cuda_goes_through_pinned_memory
+    --deselect "test/core/test_compile.py::${compile_test}[cpu-default-fp32]" \
+    --deselect "test/core/test_compile.py::${compile_test}[cpu-default-fp32-scales]" \
+    test/core/test_compile.py test/core/test_inference.py test/core/test_tta.py \
+    test/core/test_metrics.py::test_streaming_valid_mask_and_device \
+    test/core/test_patches.py::test_renders_on_the_gpu_like_on_the_cpu \
+    test/core/test_patches.py::test_rendering_on_the_gpu_with_a_cpu_generator_never_waits_for_the_gpu \
+    test/core/test_train.py::test_a_training_step_on_the_gpu_never_waits_for_the_gpu \
+    test/core/test_segmentors_enet_espnet.py::test_to_batch_on_cuda_goes_through_pinned_memory
 if [[ -f $data/head.pt ]]; then
     step drift 90 "$py" benchmarks/half_drift.py --data-root "$data" --head "$data/head.pt" \
         --device cuda --out "$out/half_drift.json"

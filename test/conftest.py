@@ -1,4 +1,7 @@
-"""Shared fixtures: paths to ../shared data, and the environment for real ROS 2 processes."""
+"""Shared fixtures: the environment for real ROS 2 processes and a tiny random-weight model.
+
+Helpers (paths, generated data, the ROS probe) are in test/helpers; tests import them from there.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SLEEG_SHARED", REPO.parent / "shared")).resolve()
-
-
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared/data, or skip the test saying which file is missing."""
-    path = SHARED.joinpath("data", *parts)
-    if not path.exists():
-        pytest.skip(f"shared data not available: {path} is absent (set SLEEG_SHARED)")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,65 @@
+"""`sleeg eval` end to end on the tiny random model: the --lam override and the head scores."""
+
+import json
+
+from helpers.datasets import make_dataset
+
+from sleeg_core.cli import main
+
+
+def run_eval(tmp_path, tmp_model_args, *extra):
+    out = tmp_path / f"out{len(extra)}"
+    data = make_dataset(tmp_path / f"data{len(extra)}")
+    argv = ["eval", *tmp_model_args, "--dataset", f"t={data}", "--examples", "0"]
+    argv += ["--scores", "entropy,sleeg,tae,tore", "--out", str(out), *extra]
+    assert main(argv) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def test_lam_override_changes_the_sleeg_score_only(tmp_path, tmp_model_args):
+    default = run_eval(tmp_path, tmp_model_args)
+    zero = run_eval(tmp_path, tmp_model_args, "--lam", "0")
+    assert default["lam"] == 0.5 and zero["lam"] == 0.0
+    scores = zero["datasets"]["t"]["scores"]
+    assert scores["sleeg"] == scores["tae"]  # λ = 0: the paper's score is TAE alone
+    for name in ("entropy", "tae", "tore"):
+        assert scores[name] == default["datasets"]["t"]["scores"][name]
+
+
+def test_an_inference_size_is_fitted_by_the_resize_mode_and_scored_at_label_resolution(
+    tmp_path, tmp_model_args
+):
+    runs = {}
+    for mode in ("native", "pad", "stretch"):
+        (tmp_path / mode).mkdir()
+        extra = [] if mode == "native" else ["--size", "64x64", "--resize-mode", mode]
+        runs[mode] = run_eval(tmp_path / mode, tmp_model_args, *extra)
+    native, pad, stretch = runs.values()
+    n_valid = native["datasets"]["t"]["n_valid_pixels"]
+    for run in (pad, stretch):
+        assert run["datasets"]["t"]["n_valid_pixels"] == n_valid  # every label pixel scored
+    aucs = [r["datasets"]["t"]["scores"]["tae"]["auroc"] for r in (native, pad, stretch)]
+    assert len(set(aucs)) == 3  # three different inputs to the network
+
+
+def test_bootstrap_adds_intervals_and_the_heads_paired_shares(tmp_path, tmp_model_args):
+    plain = run_eval(tmp_path, tmp_model_args)["datasets"]["t"]
+    booted = run_eval(tmp_path, tmp_model_args, "--bootstrap", "50")["datasets"]["t"]
+    assert "bootstrap" not in plain and "ci90" not in plain["scores"]["sleeg"]
+    assert booted["bootstrap"]["draws"] == 50
+    for name, score in booted["scores"].items():
+        assert {k: score[k] for k in ("ap", "auroc", "fpr95")} == plain["scores"][name]
+        for metric in ("ap", "fpr95"):
+            low, high = score["ci90"][metric]
+            assert 0 <= low <= high <= 1
+    assert set(booted["bootstrap"]["paired"]) == {"entropy", "tae", "tore"}
+    for shares in booted["bootstrap"]["paired"].values():
+        assert 0 <= shares["ap"] <= 1 and 0 <= shares["fpr95"] <= 1
+    table = (tmp_path / "out2" / "results.md").read_text()
+    assert "resamples of the images" in table and "sleeg better than entropy in" in table
+
+
+def test_a_negative_bootstrap_is_refused(tmp_path, tmp_model_args):
+    data = make_dataset(tmp_path / "data")
+    argv = ["eval", *tmp_model_args, "--dataset", f"t={data}", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--bootstrap", "-1"]) != 0
