@@ -2,8 +2,9 @@
 
 On a GPU a training step is launch-bound (patch rendering took 41 % of a 39 ms step on an NVIDIA
 H200, PyTorch 2.11 + CUDA 13), so what counts there is how many kernels a batch takes, not their
-arithmetic. This counts them without a GPU: the leaf ATen operations of one rendering that are not views (each is
-one kernel launch on a GPU), with the CPU profiler; and times the rendering on the CPU.
+arithmetic. This counts them without a GPU: the leaf ATen operations of one rendering that are
+not views (each is one kernel launch on a GPU), with the CPU profiler; and times the rendering on
+the CPU.
 
     python benchmarks/patch_ops.py --data-root ../shared/data [--out patch_ops.json]
 """
