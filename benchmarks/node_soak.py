@@ -50,13 +50,13 @@ from sleeg_core.data.image_msgs import (
     compressed_to_rgb,
     image_to_rgb,
 )
-from sleeg_ros.anomaly_node import OUTPUTS as NODE_OUTPUTS
 from sleeg_ros.msg import AnomalyObstacleArray
+from sleeg_ros.outputs import topic_types
 
 REPO = Path(__file__).resolve().parents[1]
 TOPIC = "/soak/image"
 MAX_PIXELS = 16777216  # config/anomaly.yaml's max_input_pixels
-OUTPUTS = {topic: kind for kind, topic in NODE_OUTPUTS.values()}  # topic → message type
+OUTPUTS = topic_types(status=False)  # topic → message type
 UNSUPPORTED = ["16UC1", "32FC1", "8UC3", "rgb16", "bgra16", "nv12", "UYVY", "jpeg", "", "RGB8",
                "bayer_rggb16", "yuv420", "mono8 ", "\x00\xff"]  # fmt: skip
 SOAK_SEC = 1000  # header stamp of frame i: (SOAK_SEC, i); the final frame: (FINAL_SEC, 0)

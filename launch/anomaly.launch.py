@@ -21,7 +21,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
-from sleeg_ros.parameters import launch_cameras
+from sleeg_ros.cameras import launch_cameras
 
 BOOLEANS = {"true": True, "false": False}
 OVERRIDES = (

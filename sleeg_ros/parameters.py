@@ -8,7 +8,6 @@ health, /diagnostics QoS), by configure (model, geometry, outputs' QoS) or by ac
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,11 @@ from rcl_interfaces.msg import (
 
 from sleeg_core.model.tta import NODE_TTA
 from sleeg_ros.outputs import OUTPUT_NAMES
+
+
+class StartupError(Exception):
+    """A configuration problem that stops the node before it runs (the message names the
+    parameter)."""
 
 
 @dataclass(frozen=True)
@@ -199,8 +203,6 @@ PARAMS: tuple[Param, ...] = (
     ),
 )
 
-CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a camera's name: one ROS name token
-
 # Per camera c of `cameras`, declared as `c.<name>`; the empty default means the node-wide value.
 CAMERA_PARAMS: tuple[Param, ...] = (
     Param("threshold", math.nan, "this camera's mask threshold; NaN: the node's", runtime=True),
@@ -213,19 +215,3 @@ CAMERA_PARAMS: tuple[Param, ...] = (
         dynamic_typing=True,
     ),
 )
-
-
-def launch_cameras(cameras: str, topics: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """Launch arguments `cameras` and `camera_topics` ("a,b" or "[a, b]") → the `cameras`
-    parameter and the remappings `<camera>/image` → topic (none without topics)."""
-    names, bases = _launch_list(cameras), _launch_list(topics)
-    if bases and len(bases) != len(names):
-        raise ValueError(
-            f"launch argument 'camera_topics': {len(bases)} topic(s) for {len(names)} camera(s)"
-        )
-    return names, [(f"{name}/image", topic) for name, topic in zip(names, bases, strict=False)]
-
-
-def _launch_list(text: str) -> list[str]:
-    items = text.strip().removeprefix("[").removesuffix("]").split(",")
-    return [i.strip().strip("'\"") for i in items if i.strip()]
