@@ -28,7 +28,7 @@ _EXPORTS: dict[str, str] = {
     "AnomalySegmenter": "sleeg_core.model.inference",
     "Prediction": "sleeg_core.model.inference",
     "load_segmenter": "sleeg_core.model.inference",
-    "TrainConfig": "sleeg_core.train.trainer",
+    "TrainConfig": "sleeg_core.train.config",
     "Trainer": "sleeg_core.train.trainer",
     "evaluate_dataset": "sleeg_core.eval.evaluation",
     "export_onnx": "sleeg_core.deploy.onnx_export",

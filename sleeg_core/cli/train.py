@@ -12,7 +12,8 @@ from sleeg_core.model.shipped_heads import pick_segmentor
 from sleeg_core.model.weights import resolve as resolve_weights
 from sleeg_core.segmentors import Segmentor, build_segmentor
 from sleeg_core.train import distributed
-from sleeg_core.train.trainer import TrainConfig, Trainer
+from sleeg_core.train.config import TrainConfig
+from sleeg_core.train.trainer import Trainer
 
 # flag → dotted config key
 FLAG_KEYS = {

@@ -43,98 +43,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from sleeg_core.common.config import from_dict as config_from_dict
 from sleeg_core.common.errors import SleegError
 from sleeg_core.data.images import MIN_SIDE
+from sleeg_core.train.patch_compositing import cut_crops, feather_edges, paste
+from sleeg_core.train.patch_config import PatchConfig
+from sleeg_core.train.patch_shapes import shape_masks, stack_crops
 
-SHAPES = ("convex_harris", "square", "random_hull")
-AREA_SAMPLING = ("uniform", "log_uniform")
 MIN_PATCH_SIDE = 3  # smallest crop side in pixels (a hull needs room for a triangle)
-DEGENERATE_HULL_FRACTION = 0.01  # largest corner triangle below this share of the crop → rectangle
-MAX_FEATHER = 16.0  # largest feather σ in pixels
-HULL_EDGES_PER_PASS_GPU = 8  # hull half-planes tested per pass on a GPU (P×8×h×w bool)
-HARRIS_NMS_RADIUS = 2  # a corner is the strongest response in its (2r+1)² neighbourhood
-HARRIS_SIGMA = 1.0  # Gaussian window of the structure tensor
-LUMA = (0.299, 0.587, 0.114)
-SOBEL_SMOOTH = [0.25, 0.5, 0.25]
-SOBEL_DIFF = [-0.5, 0.0, 0.5]
-
-
-@dataclass
-class PatchConfig:
-    """How pseudo-anomalies are rendered. Defaults are the paper's version (METHOD.md).
-
-    The paper gives no crop size for its N = 10 patches; the default crop area U(0.01, 0.05)·H·W
-    was chosen by measurement on ENet (docs/accuracy.md: +7–10 AP over U(0.005, 0.02)); the
-    code's U(0.03, 0.06) covers about 20 % of a frame. The authors' code settings are
-    `PatchConfig.authors_code()`.
-    """
-
-    shape: str = "convex_harris"
-    n_patches: int = 10  # patches per image
-    area_range: tuple[float, float] = (0.01, 0.05)  # crop area as a fraction of H·W
-    area_sampling: str = "uniform"  # uniform | log_uniform (as many small crops as large)
-    road_fraction: float = 0.0  # share of patches centred in the `road` region, when one is given
-    aspect_range: tuple[float, float] = (0.8, 1.2)  # crop width / height, uniform
-    noise_fraction: float = 0.0  # probability that a patch is filled with Gaussian noise
-    bank_size: int = 30  # crops a PatchRenderer keeps from past batches
-    bank_crops_per_image: int = 2  # crops each image adds to the bank after rendering
-    max_corners: int = 32  # at most this many Harris corners per crop (strongest first)
-    harris_k: float = 0.04  # R = det(M) − k·trace(M)²
-    harris_quality: float = 0.01  # corners need R ≥ quality · the crop's largest R
-    n_random_points: int = 15  # points per "random_hull" shape
-    feather: float = 0.0  # σ in pixels of the blended edge of pasted regions (0: hard edge)
-
-    def __post_init__(self) -> None:
-        self.area_range = _pair(self.area_range, "area_range")
-        self.aspect_range = _pair(self.aspect_range, "aspect_range")
-        (area_low, area_high), (aspect_low, aspect_high) = self.area_range, self.aspect_range
-        problems = [
-            (self.shape not in SHAPES, f"shape must be one of {', '.join(SHAPES)}"),
-            (self.n_patches < 0, "n_patches must be ≥ 0"),
-            (not 0 < area_low <= area_high <= 1, "area_range must satisfy 0 < low ≤ high ≤ 1"),
-            (not 0 < aspect_low <= aspect_high, "aspect_range must satisfy 0 < low ≤ high"),
-            (not 0 <= self.noise_fraction <= 1, "noise_fraction must be in [0, 1]"),
-            (self.area_sampling not in AREA_SAMPLING, f"area_sampling must be in {AREA_SAMPLING}"),
-            (not 0 <= self.road_fraction <= 1, "road_fraction must be in [0, 1]"),
-            (self.bank_size < 1, "bank_size must be ≥ 1"),
-            (self.bank_crops_per_image < 0, "bank_crops_per_image must be ≥ 0"),
-            (self.max_corners < 3, "max_corners must be ≥ 3"),
-            (not 0 <= self.harris_quality < 1, "harris_quality must be in [0, 1)"),
-            (self.n_random_points < 3, "n_random_points must be ≥ 3"),
-            (not 0 <= self.feather <= MAX_FEATHER, f"feather must be in [0, {MAX_FEATHER}] px"),
-        ]
-        for bad, message in problems:
-            if bad:
-                raise SleegError(f"patch config: {message} (got {self})")
-
-    @classmethod
-    def authors_code(cls) -> PatchConfig:
-        """The authors' public code: hull of 15 random points, bigger crops, 10 % noise patches."""
-        return cls(shape="random_hull", area_range=(0.03, 0.06), noise_fraction=0.1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/YAML-friendly dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PatchConfig:
-        """Inverse of to_dict; unknown keys raise SleegError."""
-        return config_from_dict(cls, data, "patches")
-
-
-def _pair(value: Any, name: str) -> tuple[float, float]:
-    try:
-        low, high = value
-        return float(low), float(high)
-    except (TypeError, ValueError) as err:
-        raise SleegError(f"patch config: {name} must be two numbers, got {value!r}") from err
 
 
 @dataclass
@@ -185,175 +104,6 @@ class PatchRenderer:
         return render_patches(images, generator, self.config, self.bank, road)
 
 
-def stack_crops(crops: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crops C×h×w of different sizes → (P×C×Hm×Wm float stack, P×2 (h, w) sizes).
-
-    Each crop sits at the top left of its slot; its last row and column are repeated into the
-    padding, so every crop can be filtered in one batch (see `_filter`).
-    """
-    sizes = [tuple(c.shape[-2:]) for c in crops]
-    hm, wm = max(h for h, _ in sizes), max(w for _, w in sizes)
-    stack = torch.stack(
-        [
-            F.pad(c.float(), (0, wm - w, 0, hm - h), mode="replicate")
-            for c, (h, w) in zip(crops, sizes, strict=True)
-        ]
-    )
-    return stack, torch.tensor(sizes, device=stack.device)
-
-
-def harris_response(gray: torch.Tensor, sizes: torch.Tensor, k: float = 0.04) -> torch.Tensor:
-    """Harris response det(M) − k·trace(M)² of a P×Hm×Wm stack of float crops of P×2 `sizes`
-    (Sobel gradients, Gaussian window σ = HARRIS_SIGMA, each crop replicating its own border, so
-    a constant crop gives exactly 0). Values outside a crop's own h×w are meaningless.
-    """
-    h, w = sizes[:, 0], sizes[:, 1]
-    gx = _filter(_filter(gray, SOBEL_SMOOTH, 1, h), SOBEL_DIFF, 2, w)
-    gy = _filter(_filter(gray, SOBEL_DIFF, 1, h), SOBEL_SMOOTH, 2, w)
-    products = torch.stack([gx * gx, gy * gy, gx * gy], 1)  # structure tensor entries, P×3×Hm×Wm
-    window = _gaussian_taps(HARRIS_SIGMA, math.ceil(2 * HARRIS_SIGMA)).tolist()
-    a, b, c = _filter(_filter(products, window, 2, h), window, 3, w).unbind(1)
-    return a * b - c * c - k * (a + b) ** 2
-
-
-def _filter(x: torch.Tensor, taps: list[float], dim: int, lengths: torch.Tensor) -> torch.Tensor:
-    """Correlate a P×… stack with odd-length `taps` along `dim`, item p replicating its border at
-    its own length `lengths[p]` (so the stack's padding is never read). Same size as `x`.
-
-    Shifted sums: crops differ in size from call to call, which convolution backends would each
-    plan anew.
-    """
-    size, radius = x.shape[dim], len(taps) // 2
-    index = torch.arange(-radius, size + radius, device=x.device).clamp(min=0)
-    index = torch.minimum(index[None], lengths[:, None] - 1)  # P×(size + 2·radius)
-    view = [1] * x.ndim
-    view[0], view[dim] = x.shape[0], index.shape[1]
-    expanded = list(x.shape)
-    expanded[dim] = index.shape[1]
-    padded = x.gather(dim, index.view(view).expand(expanded))
-    out = torch.zeros_like(x)
-    for offset, tap in enumerate(taps):
-        if tap:
-            out += tap * padded.narrow(dim, offset, size)
-    return out
-
-
-def _inside(sizes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """P×Hm×Wm bool: the pixels that belong to each crop of a stack."""
-    ys = torch.arange(height, device=sizes.device)
-    xs = torch.arange(width, device=sizes.device)
-    return (ys[None, :, None] < sizes[:, 0, None, None]) & (
-        xs[None, None, :] < sizes[:, 1, None, None]
-    )
-
-
-def harris_corners(
-    stack: torch.Tensor,
-    sizes: torch.Tensor,
-    max_corners: int = 32,
-    k: float = 0.04,
-    quality: float = 0.01,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The strongest Harris corners of each crop of a P×3×Hm×Wm `stack_crops` stack, as
-    (points, valid).
-
-    points: P×max_corners×2 float (x, y) pixel coordinates, strongest first; valid: which rows are
-    real corners (a local maximum in a (2·HARRIS_NMS_RADIUS+1)² window with R > 0 and
-    R ≥ quality·the crop's max R). Fixed-size output so nothing waits on the device.
-    """
-    height, width = stack.shape[-2:]
-    inside = _inside(sizes, height, width)
-    gray = sum(weight * stack[:, c] for c, weight in enumerate(LUMA))
-    response = harris_response(gray, sizes, k)
-    response = torch.where(inside, response, -math.inf)
-    size = 2 * HARRIS_NMS_RADIUS + 1
-    local_max = response[:, None]
-    for kernel in ((size, 1), (1, size)):  # separable max filter
-        local_max = F.max_pool2d(
-            local_max, kernel, stride=1, padding=(kernel[0] // 2, kernel[1] // 2)
-        )
-    peak = response.flatten(1).amax(1)[:, None, None]
-    keep = inside & (response == local_max[:, 0]) & (response > 0) & (response >= quality * peak)
-    score = torch.where(keep, response, -math.inf).flatten(1)
-    values, index = score.topk(min(max_corners, height * width), dim=1)
-    points = torch.stack([index % width, index // width], dim=-1).float()
-    if points.shape[1] < max_corners:  # stacks with fewer pixels than max_corners
-        pad = max_corners - points.shape[1]
-        points = F.pad(points, (0, 0, 0, pad))
-        values = F.pad(values, (0, pad), value=-math.inf)
-    return points, values > -math.inf
-
-
-def convex_hull_mask(
-    points: torch.Tensor,
-    valid: torch.Tensor,
-    sizes: torch.Tensor,
-    height: int,
-    width: int,
-    edges_per_pass: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rasterise the convex hull of each crop's valid (x, y) points to a P×height×width bool mask
-    (False outside the crop's own h×w of `sizes`).
-
-    points: P×M×2, valid: P×M. A pixel centre is inside when it lies on the inner side of (or on)
-    every hull edge. An edge i→j is a hull edge when no point lies to its right; each point keeps
-    one such edge, so the test costs M half-planes per pixel, `edges_per_pass` at a time (default:
-    by device). Also returns `degenerate` (P bool): fewer than 3 valid points or no three of them
-    spanning DEGENERATE_HULL_FRACTION of the crop.
-    """
-    points = points.float()
-    anchor = points.gather(1, valid.to(torch.uint8).argmax(1)[:, None, None].expand(-1, 1, 2))
-    points = torch.where(valid[..., None], points, anchor)  # invalid points copy a valid one
-    d = points[:, None, :, :] - points[:, :, None, :]  # d[p, i, j] = p_j − p_i
-    dx, dy = d[..., 0], d[..., 1]
-    cross = dx[..., :, None] * dy[..., None, :] - dy[..., :, None] * dx[..., None, :]
-    is_edge = (d != 0).any(-1) & (cross.amin(-1) >= 0)  # d[p, i, j] × d[p, i, k] ≥ 0 for all k
-    first = is_edge.to(torch.uint8).argmax(2)  # one edge per point
-    edge = d.gather(2, first[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]  # P×M×2
-    ys = torch.arange(height, device=points.device, dtype=torch.float32)
-    xs = torch.arange(width, device=points.device, dtype=torch.float32)
-    # side of pixel (x, y) w.r.t. edge i = e_x·(y − p_y) − e_y·(x − p_x) = row[i, y] − col[i, x]
-    row = edge[..., 0, None] * (ys - points[..., 1, None])  # P×M×height
-    row = torch.where(is_edge.any(2)[..., None], row, math.inf)  # points without an edge: no limit
-    col = edge[..., 1, None] * (xs - points[..., 0, None])  # P×M×width
-    mask = _inside(sizes, height, width)
-    # k half-planes per pass (P×k×H×W memory, not P×M×H×W); default: on a GPU 8, for 8× fewer
-    # kernel launches; on the CPU 1, where the reduction over k measured slower than the loop
-    step = edges_per_pass or (HULL_EDGES_PER_PASS_GPU if points.is_cuda else 1)
-    for i in range(0, points.shape[1], step):
-        inner = row[:, i : i + step, :, None] >= col[:, i : i + step, None, :]
-        mask &= inner[:, 0] if step == 1 else inner.all(1)
-    area = (sizes[:, 0] * sizes[:, 1]).float()
-    degenerate = cross.abs().flatten(1).amax(1) / 2 < DEGENERATE_HULL_FRACTION * area
-    return mask, degenerate | (valid.sum(1) < 3)
-
-
-def shape_masks(
-    stack: torch.Tensor,
-    sizes: torch.Tensor,
-    config: PatchConfig,
-    random_points: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The P×Hm×Wm bool shapes for `config.shape` of a P×3×Hm×Wm float stack of crops of P×2
-    `sizes` (`stack_crops`/`cut_crops`), False outside each crop's own h×w ("random_hull" needs
-    `random_points`, P×n×2 uniform numbers in [0, 1)). Degenerate hulls give the rectangle."""
-    inside = _inside(sizes, *stack.shape[-2:])
-    if config.shape == "square":
-        return inside
-    if config.shape == "random_hull":
-        if random_points is None:
-            raise SleegError('patch shape "random_hull" needs random points')
-        scale = (sizes.flip(1) - 1).float()  # (w − 1, h − 1)
-        points = random_points.float().to(stack.device) * scale[:, None, :]
-        valid = torch.ones(points.shape[:2], dtype=torch.bool, device=stack.device)
-    else:
-        points, valid = harris_corners(
-            stack, sizes, config.max_corners, config.harris_k, config.harris_quality
-        )
-    masks, degenerate = convex_hull_mask(points, valid, sizes, *stack.shape[-2:])
-    return masks | (degenerate[:, None, None] & inside)
-
-
 def render_patches(
     images: torch.Tensor,
     generator: torch.Generator,
@@ -379,51 +129,20 @@ def render_patches(
     config = config or PatchConfig()
     _check_batch(images)
     batch, _, height, width = images.shape
-    draws = _uniform(generator, (batch, config.n_patches, 8)).tolist()
-    hull_points = None
-    if config.shape == "random_hull":
-        hull_points = _uniform(generator, (batch, config.n_patches, config.n_random_points, 2))
-    bank_draws = _uniform(generator, (batch, config.bank_crops_per_image, 4)).tolist()
+    draws = _Draws.of(batch, config, generator)
     noise_stats = _noise_stats(images) if config.noise_fraction > 0 else None
     centres = _RegionCentres(road, generator, config) if road is not None else None
     use_bank = batch == 1 and bank is not None and len(bank) > 0
-    layout: list[tuple[int, ...]] = []  # per patch: image, dy, dx, source, sy, sx, h, w
-    bank_crops: list[torch.Tensor] = []
-    noise: list[bool] = []
-    for i in range(batch):
-        for u_area, u_aspect, u_src, u_sy, u_sx, u_dy, u_dx, u_noise in draws[i]:
-            source, sy, sx = i, 0, 0
-            if use_bank:
-                index = min(int(u_src * len(bank)), len(bank) - 1)
-                bank_crops.append(bank[index][:, :height, :width])
-                ch, cw = bank_crops[-1].shape[-2:]
-            else:
-                ch, cw = _crop_size(u_area, u_aspect, config, height, width)
-            dy, dx = _position(u_dy, height - ch), _position(u_dx, width - cw)
-            if centres is not None:
-                dy, dx = centres.place(i, (dy, dx), (ch, cw), (height, width))
-            if not use_bank:
-                if batch > 1:
-                    source = (i + 1 + min(int(u_src * (batch - 1)), batch - 2)) % batch
-                    sy, sx = _position(u_sy, height - ch), _position(u_sx, width - cw)
-                else:
-                    sy, sx = _position_elsewhere(u_sy, u_sx, (dy, dx), (ch, cw), (height, width))
-            layout.append((i, dy, dx, source, sy, sx, ch, cw))
-            noise.append(noise_stats is not None and u_noise < config.noise_fraction)
-    if not layout:
+    layout = _lay_out(images.shape, draws.patches, config, bank if use_bank else None, centres)
+    if not layout.rows:
         out = images.clone()
         pasted = torch.zeros(batch, height, width, dtype=torch.bool, device=images.device)
     else:
-        table = _to_device(torch.tensor(layout), images.device)  # P×8
-        sizes = table[:, 6:8]
-        if use_bank:
-            crops = stack_crops([c.to(images.device) for c in bank_crops])[0].to(images.dtype)
-        else:
-            largest = max(row[6] for row in layout), max(row[7] for row in layout)
-            crops = cut_crops(images, table[:, 3], table[:, 4:6], sizes, largest)
-        points = (
-            None if hull_points is None else _to_device(hull_points.flatten(0, 1), images.device)
-        )
+        noise = [noise_stats is not None and u < config.noise_fraction for u in layout.noise_draws]
+        crops, sizes, table = _cut(images, layout)
+        points = None
+        if draws.hull_points is not None:
+            points = _to_device(draws.hull_points.flatten(0, 1), images.device)
         masks = shape_masks(crops.float(), sizes, config, points)
         if noise_stats is not None and any(noise):
             crops = _with_noise(crops, torch.tensor(noise), noise_stats, generator)
@@ -431,92 +150,112 @@ def render_patches(
         if config.feather > 0:
             out, pasted = feather_edges(images, out, pasted, config.feather)
     if bank is not None:
-        for i in range(batch):
-            for u_area, u_aspect, u_y, u_x in bank_draws[i]:
-                ch, cw = _crop_size(u_area, u_aspect, config, height, width)
-                y, x = _position(u_y, height - ch), _position(u_x, width - cw)
-                bank.push(images[i, :, y : y + ch, x : x + cw])
+        _fill_bank(bank, images, draws.bank, config)
     return PatchedBatch(out, pasted)
 
 
-def cut_crops(
-    images: torch.Tensor,
-    source: torch.Tensor,
-    corners: torch.Tensor,
-    sizes: torch.Tensor,
-    largest: tuple[int, int],
-) -> torch.Tensor:
-    """The P crops of a B×3×H×W batch as one P×3×Hm×Wm stack in the images' dtype, like
-    `stack_crops` (crop p: image source[p], top-left corners[p] = (y, x), sizes[p] = (h, w) of
-    which `largest` = (Hm, Wm) is the largest; its last row and column repeated into the
-    padding), with one gather."""
-    _, channels, height, width = images.shape
-    hm, wm = largest
-    rows = torch.minimum(torch.arange(hm, device=images.device), sizes[:, 0, None] - 1)
-    cols = torch.minimum(torch.arange(wm, device=images.device), sizes[:, 1, None] - 1)
-    plane = torch.arange(channels, device=images.device) * height * width
-    first = (source * channels * height + corners[:, 0]) * width + corners[:, 1]  # P
-    row_starts = first[:, None] + rows * width  # P×Hm
-    index = plane[None, :, None, None] + row_starts[:, None, :, None] + cols[:, None, None, :]
-    return images.flatten().index_select(0, index.flatten()).view(len(source), channels, hm, wm)
+@dataclass
+class _Draws:
+    """The uniform numbers of one `render_patches` call that do not depend on the images."""
+
+    # B×n_patches×8: area, aspect, source, source y, source x, paste y, paste x, noise
+    patches: list[list[list[float]]]
+    hull_points: torch.Tensor | None  # B×n_patches×n_random_points×2 ("random_hull" only)
+    bank: list[list[list[float]]]  # B×bank_crops_per_image×4: area, aspect, y, x
+
+    @classmethod
+    def of(cls, batch: int, config: PatchConfig, generator: torch.Generator) -> _Draws:
+        """Drawn in this order: patches, hull points, bank crops."""
+        patches = _uniform(generator, (batch, config.n_patches, 8)).tolist()
+        hull_points = None
+        if config.shape == "random_hull":
+            hull_points = _uniform(generator, (batch, config.n_patches, config.n_random_points, 2))
+        bank = _uniform(generator, (batch, config.bank_crops_per_image, 4)).tolist()
+        return cls(patches, hull_points, bank)
 
 
-def paste(
-    images: torch.Tensor,
-    crops: torch.Tensor,
-    masks: torch.Tensor,
-    image_index: torch.Tensor,
-    corners: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paste P masked crops into a copy of a B×3×H×W batch in order, later over earlier.
+@dataclass
+class _Layout:
+    """Where each patch of a batch comes from and goes to."""
 
-    crops: P×3×Hm×Wm (the images' dtype), masks: P×Hm×Wm (False outside each crop's own size,
-    which must fit inside the image at its corner), crop p goes to image image_index[p] with its
-    top-left at corners[p] = (y, x). A max-scatter of patch numbers finds the last patch over
-    each pixel; one indexed copy writes the winning crop pixels (the others go to a spare
-    element). Returns (images, pasted B×H×W bool).
-    """
-    batch, channels, height, width = images.shape
-    count, _, hm, wm = crops.shape
-    device, plane = images.device, height * width
-    ys = (corners[:, 0, None] + torch.arange(hm, device=device)).clamp(max=height - 1)
-    xs = (corners[:, 1, None] + torch.arange(wm, device=device)).clamp(max=width - 1)
-    pixel = (image_index[:, None, None] * height + ys[:, :, None]) * width + xs[:, None, :]
-    number = torch.arange(count, device=device)[:, None, None]
-    number = torch.where(masks, number, -2).flatten()  # −2: masked out, never an owner
-    owner = torch.full((batch * plane,), -1, dtype=torch.long, device=device)
-    owner.scatter_reduce_(0, pixel.flatten(), number, "amax")
-    wins = (owner.index_select(0, pixel.flatten()) == number).view(count, 1, hm, wm)
-    element = pixel + (image_index * (channels - 1) * plane)[:, None, None]  # channel 0
-    element = element[:, None] + torch.arange(channels, device=device)[:, None, None] * plane
-    spare = images.numel()
-    out = images.new_empty(spare + 1)
-    out[:spare] = images.flatten()
-    out.index_copy_(0, torch.where(wins, element, spare).flatten(), crops.flatten())
-    return out[:spare].view_as(images), (owner >= 0).view(batch, height, width)
+    rows: list[tuple[int, ...]]  # per patch: image, dy, dx, source, sy, sx, h, w
+    bank_crops: list[torch.Tensor]  # per patch, when the crops come from a bank
+    noise_draws: list[float]  # per patch: below `noise_fraction` → filled with noise
 
 
-def _gaussian_taps(sigma: float, radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The 2·radius + 1 taps of a Gaussian of σ = `sigma`, summing to 1 (float32)."""
-    t = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
-    taps = torch.exp(-(t**2) / (2 * sigma**2))
-    return taps / taps.sum()
+def _lay_out(
+    shape: torch.Size,
+    draws: list[list[list[float]]],
+    config: PatchConfig,
+    bank: PatchBank | None,
+    centres: _RegionCentres | None,
+) -> _Layout:
+    """The layout of every patch of a B×3×H×W batch; crops from `bank` when one is given."""
+    batch, _, height, width = shape
+    layout = _Layout([], [], [])
+    for i in range(batch):
+        for u_area, u_aspect, u_src, u_sy, u_sx, u_dy, u_dx, u_noise in draws[i]:
+            if bank is not None:
+                layout.bank_crops.append(_bank_crop(bank, u_src, height, width))
+                ch, cw = layout.bank_crops[-1].shape[-2:]
+            else:
+                ch, cw = _crop_size(u_area, u_aspect, config, height, width)
+            dy, dx = _position(u_dy, height - ch), _position(u_dx, width - cw)
+            if centres is not None:
+                dy, dx = centres.place(i, (dy, dx), (ch, cw), (height, width))
+            source, sy, sx = i, 0, 0
+            if bank is None:
+                source, sy, sx = _source(i, (u_src, u_sy, u_sx), (dy, dx), (ch, cw), shape)
+            layout.rows.append((i, dy, dx, source, sy, sx, ch, cw))
+            layout.noise_draws.append(u_noise)
+    return layout
 
 
-def feather_edges(
-    images: torch.Tensor, pasted_images: torch.Tensor, pasted: torch.Tensor, sigma: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blend the pasted pixels of `pasted_images` into `images` with alpha = 2·blur(pasted) − 1
-    (Gaussian σ = `sigma` px, border replicated), clamped to [0, 1]: 0 on the region's edge, 1
-    from about 2σ inside it. Returns (images in the input dtype, B×H×W bool alpha ≥ 0.5)."""
-    radius = max(1, math.ceil(3 * sigma))
-    taps = _gaussian_taps(sigma, radius, images.device)
-    region = F.pad(pasted[:, None].float(), (radius,) * 4, mode="replicate")
-    region = F.conv2d(F.conv2d(region, taps.view(1, 1, -1, 1)), taps.view(1, 1, 1, -1))
-    alpha = (2 * region - 1).clamp(0, 1)
-    mixed = images.float() + alpha * (pasted_images.float() - images.float())
-    mixed = mixed if images.is_floating_point() else mixed.round()
-    return mixed.to(images.dtype), alpha[:, 0] >= 0.5
+def _bank_crop(bank: PatchBank, u: float, height: int, width: int) -> torch.Tensor:
+    """A crop of `bank` drawn by `u`, cut to the image's size from its top-left corner."""
+    return bank[min(int(u * len(bank)), len(bank) - 1)][:, :height, :width]
+
+
+def _source(
+    i: int,
+    draws: tuple[float, float, float],
+    paste_at: tuple[int, int],
+    size: tuple[int, int],
+    shape: torch.Size,
+) -> tuple[int, int, int]:
+    """(image, y, x) that image i's patch of `size` pasted at `paste_at` is cut from: another
+    image of the batch, or in a batch of one, the image itself away from the paste position."""
+    u_src, u_sy, u_sx = draws
+    batch, _, height, width = shape
+    (ch, cw) = size
+    if batch > 1:
+        source = (i + 1 + min(int(u_src * (batch - 1)), batch - 2)) % batch
+        return source, _position(u_sy, height - ch), _position(u_sx, width - cw)
+    return (i, *_position_elsewhere(u_sy, u_sx, paste_at, size, (height, width)))
+
+
+def _cut(images: torch.Tensor, layout: _Layout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(P×3×Hm×Wm crops in the images' dtype, P×2 sizes, P×8 layout table on the images'
+    device) of a layout with at least one patch."""
+    table = _to_device(torch.tensor(layout.rows), images.device)  # P×8
+    sizes = table[:, 6:8]
+    if layout.bank_crops:
+        crops = stack_crops([c.to(images.device) for c in layout.bank_crops])[0]
+        return crops.to(images.dtype), sizes, table
+    largest = max(row[6] for row in layout.rows), max(row[7] for row in layout.rows)
+    return cut_crops(images, table[:, 3], table[:, 4:6], sizes, largest), sizes, table
+
+
+def _fill_bank(
+    bank: PatchBank, images: torch.Tensor, draws: list[list[list[float]]], config: PatchConfig
+) -> None:
+    """Push each image's `bank_crops_per_image` fresh crops (placed by `draws`) to `bank`."""
+    height, width = images.shape[-2:]
+    for i in range(images.shape[0]):
+        for u_area, u_aspect, u_y, u_x in draws[i]:
+            ch, cw = _crop_size(u_area, u_aspect, config, height, width)
+            y, x = _position(u_y, height - ch), _position(u_x, width - cw)
+            bank.push(images[i, :, y : y + ch, x : x + cw])
 
 
 def _check_batch(images: torch.Tensor) -> None:

@@ -13,151 +13,46 @@ r to the seeds of its dropout and patches. Rank 0 alone writes the run folder.
 
 from __future__ import annotations
 
-import csv
-import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import yaml
 from torch.profiler import record_function
 from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from sleeg_core.common.atomic import write_atomic
 from sleeg_core.common.config import to_dict
 from sleeg_core.common.errors import SleegError
-from sleeg_core.data.images import read_rgb, to_batch
 from sleeg_core.data.labels import ROAD_TRAIN_ID
-from sleeg_core.model.head import DEFAULT_WIDTH, HeadConfig, OoDHead
+from sleeg_core.model.head import HeadConfig, OoDHead
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.model.inference import AnomalySegmenter, resolve_device
-from sleeg_core.model.tta import NODE_TTA, check_tta
+from sleeg_core.model.tta import check_tta
 from sleeg_core.segmentors import Segmentor, build_segmentor
 from sleeg_core.segmentors.base import upsample_to_input
-from sleeg_core.train.data import AugmentConfig, CropDataset, StepSampler
+from sleeg_core.train.calibration import calibrate, calibration_rule
+from sleeg_core.train.checkpoints import latest_checkpoint, read_checkpoint, write_checkpoint
+from sleeg_core.train.config import OptimConfig, TrainConfig
+from sleeg_core.train.data import CropDataset, StepSampler
 from sleeg_core.train.distributed import Distributed, unwrap
 from sleeg_core.train.losses import total_loss
-from sleeg_core.train.patches import PatchConfig, PatchRenderer
+from sleeg_core.train.metrics_log import MetricsLog, StepStats
+from sleeg_core.train.patches import PatchRenderer
 from sleeg_core.train.refinement import refine_labels, refinement_scores
-from sleeg_core.train.sources import SourceConfig, collect_frames
+from sleeg_core.train.sources import collect_frames
 
-CHECKPOINT_FORMAT = "sleeg-train-checkpoint"
-
-
-@dataclass
-class SegmentorConfig:
-    name: str = "enet"
-    weights: str = ""
-    options: dict[str, Any] = field(default_factory=dict)  # e.g. feature_layer, logits_source
-    # torch.compile the frozen networks ("" off; segmentors.base.COMPILE_MODES): the crop size
-    # is fixed, so they compile once (plus once for the calibration size at the end)
-    compile_mode: str = ""
-
-
-@dataclass
-class HeadSection:
-    width: int = DEFAULT_WIDTH
-    depth: int = 3
-    dropout: float = 0.1
-    # per branch, the dilation of each block; [] → one branch of dilation 1 (the paper's)
-    branches: list[list[int]] = field(default_factory=list)
-
-
-@dataclass
-class DataConfig:
-    sources: list[SourceConfig] = field(default_factory=list)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    workers: int = 2
-    cache_mb: float = 0.0  # decoded frames kept in memory, per loader worker (0: none)
-
-
-@dataclass
-class LossConfig:
-    tae_weight: float = 1.0  # 0 trains TORE alone
-    # TORE weight (authors' code: 0.05); 0 trains TAE alone, which scored higher AP on both
-    # evaluation sets with ENet, whose JEM is below chance (docs/accuracy.md)
-    beta: float = 0.0
-    gamma: float = 15.0
-    dynamic_margin: bool = True  # False: the static-margin ablation (no JEM in log p_t)
-
-
-@dataclass
-class RefineConfig:
-    # False: every pasted pixel is an anomaly. Off by default: on ENet the JEM that splits the
-    # patches is at or below chance, so the split ignores an arbitrary half of each patch, and
-    # turning it off scored higher on both evaluation sets (docs/accuracy.md).
-    enabled: bool = False
-    mode: str = "paper"  # paper: JEM during warm-up, then A | energy: always JEM (authors' code)
-    warmup_iters: int = 6000
-    n_candidates: int = 25
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
-
-
-@dataclass
-class CalibrationConfig:
-    fpr: float = 0.05  # default threshold: this share of normal training pixels above it
-    frames: int = 16  # un-augmented training frames scored for the statistics
-    size: tuple[int, int] = (512, 1024)  # (h, w) they are resized to
-    tta: str = NODE_TTA  # the test-time averaging they are scored with: the node's default
-
-
-@dataclass
-class TrainConfig:
-    segmentor: SegmentorConfig = field(default_factory=SegmentorConfig)
-    head: HeadSection = field(default_factory=HeadSection)
-    data: DataConfig = field(default_factory=DataConfig)
-    patches: PatchConfig = field(default_factory=PatchConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    refine: RefineConfig = field(default_factory=RefineConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-    # λ of the score A = log p_a + λ·log p_t (paper: 0.5). 0 = TAE alone: on ENet every λ > 0
-    # lowered AP on both evaluation sets, as JEM is below chance there (docs/accuracy.md).
-    lam: float = 0.0
-    iterations: int = 40000
-    batch_size: int = 8
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    out: str = "runs/sleeg"
+PendingStep = tuple[int, torch.Tensor, float, float]  # step, its figures, data and step seconds
 
 
 def poly_lr(cfg: OptimConfig, step: int, total: int) -> float:
+    """The learning rate of `step` of `total`: `cfg.lr` decayed by the poly schedule."""
     return cfg.lr * (1 - step / total) ** cfg.poly_power
-
-
-@dataclass
-class StepStats:
-    loss: float
-    tae: float
-    tore: float
-    anomaly_fraction: float  # refined anomaly pixels / all pixels
-    ignore_fraction: float
-
-    @classmethod
-    def of(cls, values: torch.Tensor) -> StepStats:
-        """The figures of a `Trainer.train_step` tensor (waits for that step to finish)."""
-        return cls(*values.tolist())
 
 
 class Trainer:
@@ -314,9 +209,6 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint_path(self, step: int) -> Path:
-        return self.out / "checkpoints" / f"step_{step:08d}.pt"
-
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint of this step. Distributed: every rank calls it (their patch banks
         are gathered), rank 0 writes it and the others get None."""
@@ -325,7 +217,6 @@ class Trainer:
         if not self.main:
             return None
         state = {
-            "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "config": to_dict(self.cfg),
             "head": unwrap(self.head).state_dict(),
@@ -335,19 +226,10 @@ class Trainer:
         }
         if banks is not None:
             state["rank_banks"] = banks  # one per rank: rank r resumes with its own
-        path = write_atomic(self.checkpoint_path(self.step), lambda f: torch.save(state, f))
-        old = sorted(path.parent.glob("step_*.pt"))[: -self.cfg.keep_checkpoints]
-        for stale in old:
-            stale.unlink(missing_ok=True)
-        return path
+        return write_checkpoint(self.out, self.step, state, self.cfg.keep_checkpoints)
 
     def load_checkpoint(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:
-            raise SleegError(f"cannot read checkpoint {path}: {err.__class__.__name__}") from err
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise SleegError(f"{path} is not a sleeg training checkpoint")
+        state = read_checkpoint(path, self.device)
         self.head.load_state_dict(state["head"])  # before fit wraps it
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -360,69 +242,23 @@ class Trainer:
         self.renderer.bank.load_state_dict(banks[self.rank % len(banks)], self.device)
         self.step = int(state["step"])
 
-    def latest_checkpoint(self) -> Path | None:
-        found = sorted((self.out / "checkpoints").glob("step_*.pt"))
-        return found[-1] if found else None
-
     # ------------------------------------------------------------------ the run
     def fit(self, resume: bool = False, progress: bool = True) -> HeadFile | None:
         """Train to `iterations` and write head.pt; returns the head file (None on ranks > 0)."""
-        cfg, dist = self.cfg, self.dist
         progress = progress and self.main
-        collect = partial(collect_frames, cfg.data.sources, self.out / "frames", progress)
-        frames, skipped = dist.in_turn(collect) if dist else collect()
-        if resume and (latest := self.latest_checkpoint()) is not None:
-            self.load_checkpoint(latest)
-            if self.main:
-                tqdm.write(f"resumed from {latest} at step {self.step}")
-        if dist:
-            dist.check_same("the frames or the step resumed from", [*map(str, frames)], self.step)
-            self.head = dist.wrap(self.head)
-            if self.main:
-                tqdm.write(
-                    f"distributed: world size {self.world_size} ({dist.backend}), batch "
-                    f"{cfg.batch_size} per process, effective batch {self.effective_batch}"
-                )
+        collect = partial(collect_frames, self.cfg.data.sources, self.out / "frames", progress)
+        frames, skipped = self.dist.in_turn(collect) if self.dist else collect()
+        if resume:
+            self._resume()
+        if self.dist:
+            self._start_distributed(frames)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        loader = self.loader(frames, cfg.iterations)
+            config = yaml.safe_dump(to_dict(self.cfg), sort_keys=False)
+            (self.out / "config.yaml").write_text(config)
+        loader = self.loader(frames, self.cfg.iterations)
         log = MetricsLog(self.out, self.step) if self.main else None
-        bar = tqdm(total=cfg.iterations, initial=self.step, desc="train", disable=not progress)
-        pending: list[tuple[int, torch.Tensor, float, float]] = []  # queued steps, not yet read
-
-        def record() -> None:
-            """Read and log the queued step's figures (waits for that step)."""
-            step, values, data_s, step_s = pending.pop()
-            stats = StepStats.of(values)
-            if log is not None:
-                log.add(step, poly_lr(cfg.optim, step - 1, cfg.iterations), stats, data_s, step_s)
-            if step % cfg.log_every == 0 or step == cfg.iterations:
-                bar.set_postfix(
-                    loss=f"{stats.loss:.3f}",
-                    tae=f"{stats.tae:.3f}",
-                    tore=f"{stats.tore:.2f}",
-                    anom=f"{stats.anomaly_fraction:.3f}",
-                )
-
-        t_data = time.perf_counter()
-        for images in loader:
-            t_step = time.perf_counter()
-            values = self.train_step(images)
-            t_end = time.perf_counter()
-            if dist:  # the figures of the whole batch
-                values = dist.mean(values)
-            if pending:  # the step before: on a GPU it ran while this one was queued
-                record()
-            pending.append((self.step, values, t_step - t_data, t_end - t_step))
-            bar.update(1)
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
-                record()  # its row is in metrics.csv before its checkpoint exists
-                self.save_checkpoint()
-            t_data = time.perf_counter()
-        if pending:
-            record()
-        bar.close()
+        self._run_steps(loader, log, progress)
         self.head = unwrap(self.head)
         if log is None:
             return None  # ranks > 0
@@ -430,6 +266,68 @@ class Trainer:
         head_file = self.export(frames, skipped)
         head_file.save(self.out / "head.pt")
         return head_file
+
+    def _resume(self) -> None:
+        """Continue from the run folder's latest checkpoint, when it has one."""
+        latest = latest_checkpoint(self.out)
+        if latest is None:
+            return
+        self.load_checkpoint(latest)
+        if self.main:
+            tqdm.write(f"resumed from {latest} at step {self.step}")
+
+    def _start_distributed(self, frames: list[Path]) -> None:
+        """Check that every rank has the same frames and step, and wrap the head for DDP."""
+        dist, cfg = self.dist, self.cfg
+        dist.check_same("the frames or the step resumed from", [*map(str, frames)], self.step)
+        self.head = dist.wrap(self.head)
+        if self.main:
+            tqdm.write(
+                f"distributed: world size {self.world_size} ({dist.backend}), batch "
+                f"{cfg.batch_size} per process, effective batch {self.effective_batch}"
+            )
+
+    def _run_steps(self, loader: DataLoader, log: MetricsLog | None, progress: bool) -> None:
+        """Train on every batch of `loader`, logging each step's figures and checkpointing.
+
+        A step's figures are read a step late, so that on a GPU the next step is queued while
+        it runs; a checkpoint's step is read (and logged) before the checkpoint is written."""
+        cfg = self.cfg
+        bar = tqdm(total=cfg.iterations, initial=self.step, desc="train", disable=not progress)
+        pending: list[PendingStep] = []  # queued steps, not yet read
+        t_data = time.perf_counter()
+        for images in loader:
+            t_step = time.perf_counter()
+            values = self.train_step(images)
+            t_end = time.perf_counter()
+            if self.dist:  # the figures of the whole batch
+                values = self.dist.mean(values)
+            if pending:  # the step before: on a GPU it ran while this one was queued
+                self._record(pending.pop(), log, bar)
+            pending.append((self.step, values, t_step - t_data, t_end - t_step))
+            bar.update(1)
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
+                self._record(pending.pop(), log, bar)  # in metrics.csv before its checkpoint
+                self.save_checkpoint()
+            t_data = time.perf_counter()
+        if pending:
+            self._record(pending.pop(), log, bar)
+        bar.close()
+
+    def _record(self, pending: PendingStep, log: MetricsLog | None, bar: tqdm) -> None:
+        """Read and log a queued step's figures (waits for that step)."""
+        cfg = self.cfg
+        step, values, data_s, step_s = pending
+        stats = StepStats.of(values)
+        if log is not None:
+            log.add(step, poly_lr(cfg.optim, step - 1, cfg.iterations), stats, data_s, step_s)
+        if step % cfg.log_every == 0 or step == cfg.iterations:
+            bar.set_postfix(
+                loss=f"{stats.loss:.3f}",
+                tae=f"{stats.tae:.3f}",
+                tore=f"{stats.tore:.2f}",
+                anom=f"{stats.anomaly_fraction:.3f}",
+            )
 
     def loader(self, frames: list[Path], until: int) -> DataLoader:
         """Batches of random crops for steps self.step … until−1, in worker processes."""
@@ -477,84 +375,6 @@ class Trainer:
         )
 
 
-class MetricsLog:
-    """Scalars per step into metrics.csv (truncated to `start` on resume) and TensorBoard."""
-
-    COLUMNS = (
-        "step",
-        "lr",
-        "loss",
-        "tae",
-        "tore",
-        "anomaly_fraction",
-        "ignore_fraction",
-        "data_s",
-        "step_s",
-    )
-
-    def __init__(self, out: Path, start: int):
-        path = out / "metrics.csv"
-        rows = []
-        if path.is_file() and start > 0:
-            with path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
-        self.file = path.open("w", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=self.COLUMNS)
-        self.writer.writeheader()
-        self.writer.writerows(rows)
-        self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=start + 1)
-
-    def add(self, step: int, lr: float, s: StepStats, data_s: float, step_s: float) -> None:
-        row = {
-            "step": step,
-            "lr": lr,
-            "loss": s.loss,
-            "tae": s.tae,
-            "tore": s.tore,
-            "anomaly_fraction": s.anomaly_fraction,
-            "ignore_fraction": s.ignore_fraction,
-            "data_s": data_s,
-            "step_s": step_s,
-        }
-        self.writer.writerow(row)
-        self.file.flush()
-        for key in self.COLUMNS[1:]:
-            if not math.isnan(row[key]):  # TORE with β = 0 is not computed
-                self.tb.add_scalar(f"train/{key}", row[key], step)
-
-    def close(self) -> None:
-        self.file.close()
-        self.tb.close()
-
-
 def seeded(seed: int, *key: int) -> int:
     """A 63-bit seed derived from (seed, *key), stable across processes (unlike hash())."""
     return int(np.random.default_rng([seed, *key]).integers(0, 2**63 - 1))
-
-
-@torch.no_grad()
-def calibrate(
-    model: AnomalySegmenter, frames: list[Path], cal: CalibrationConfig
-) -> tuple[float, dict[str, float]]:
-    """(threshold, score statistics) of the 'sleeg' score on `cal.frames` evenly spaced normal
-    `frames`, resized to `cal.size` and scored as `sleeg eval` and the node score them (with
-    `cal.tta`): the threshold leaves `cal.fpr` of their pixels above it."""
-    device = next(model.parameters()).device
-    picks = np.linspace(0, len(frames) - 1, min(cal.frames, len(frames))).round().astype(int)
-    tta, model.tta = model.tta, cal.tta
-    try:
-        scores = []
-        for i in picks:
-            image = cv2.resize(read_rgb(frames[i]), cal.size[::-1], interpolation=cv2.INTER_AREA)
-            pred = model(to_batch(image, device), scores=("sleeg",))
-            scores.append(pred.scores["sleeg"].flatten().cpu().numpy())
-    finally:
-        model.tta = tta
-    q = np.quantile(np.concatenate(scores), [0.5, 0.9, 0.99, 0.999, 1 - cal.fpr])
-    stats = {"normal_p50": q[0], "normal_p90": q[1], "normal_p99": q[2], "normal_p999": q[3]}
-    return float(q[4]), {k: float(v) for k, v in stats.items()}
-
-
-def calibration_rule(cal: CalibrationConfig) -> str:
-    """How `calibrate` chose a threshold, in words (a head file's `threshold_rule`)."""
-    return f"{cal.fpr:.2%} of normal training pixels above it (tta {cal.tta})"
