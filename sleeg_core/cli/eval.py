@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from sleeg_core.cli.args import add_model_args, add_size_args, parse_inference_size
 from sleeg_core.common.errors import SleegError
 from sleeg_core.data.datasets import open_dataset
+from sleeg_core.data.labels import AnomalySample
 from sleeg_core.eval.evaluation import (
+    DatasetResult,
     evaluate_dataset,
     evenly_spaced,
     images_of,
@@ -18,9 +21,10 @@ from sleeg_core.eval.evaluation import (
 )
 from sleeg_core.eval.plots import plot_curves, plot_examples
 from sleeg_core.model.estimators import HEAD_SCORES, score_names
-from sleeg_core.model.inference import load_segmenter
+from sleeg_core.model.inference import AnomalySegmenter, load_segmenter
 
 DEFAULT_SCORES = "msp,maxlogit,entropy,energy,sleeg"
+Dataset = Sequence[AnomalySample] | Iterable[AnomalySample]  # what open_dataset returns
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -77,52 +81,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    scores = [s.strip() for s in args.scores.split(",") if s.strip()]
-    if args.bootstrap < 0:
-        raise SleegError(f"--bootstrap must be ≥ 0 resamples, got {args.bootstrap}")
-    unknown = [s for s in scores if s not in score_names()]
-    if unknown:
-        raise SleegError(f"unknown scores {unknown}; choose from {', '.join(score_names())}")
-    if any(s in HEAD_SCORES for s in scores) and not args.head:
-        raise SleegError(f"scores {[s for s in scores if s in HEAD_SCORES]} need --head")
-    datasets = []
-    for item in args.dataset:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise SleegError(f"--dataset must be NAME=PATH, got '{item}'")
-        datasets.append((name, open_dataset(path, args.label_map)))
+    scores = _checked_scores(args)
+    datasets = _open_datasets(args.dataset, args.label_map)
     size = parse_inference_size(args.size)
-    model, _ = load_segmenter(args.segmentor, args.weights, args.head, args.device)
-    if args.lam is not None:
-        model.lam = args.lam
-    model.tta = args.tta
-    if "sml" in scores:
-        if not args.sml_images:
-            raise SleegError(
-                "score 'sml' needs --sml-images DIR (unlabeled in-distribution images)"
-            )
-        paths = images_of(args.sml_images)
-        if args.sml_max_images > 0:
-            paths = evenly_spaced(paths, args.sml_max_images)
-        model.sml_stats = sml_statistics_from_images(model, paths, size)
+    model = _load_model(args, scores, size)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for name, dataset in datasets:
-        result = evaluate_dataset(
-            model,
-            name,
-            dataset,
-            scores,
-            size,
-            args.examples,
-            resize_mode=args.resize_mode,
-            bootstrap=args.bootstrap,
-        )
-        plot_curves(result, args.out / f"{name}_curves.png")
-        if result.examples:
-            shown = "sleeg" if "sleeg" in scores else scores[0]
-            plot_examples(result, shown, args.out / f"{name}_examples.png")
-        results.append(result)
+    results = [_evaluate(model, name, dataset, scores, size, args) for name, dataset in datasets]
     payload = {
         "segmentor": model.segmentor.info.name,
         "head": str(args.head) if args.head else None,
@@ -136,3 +100,74 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "results.md").write_text(table)
     print(table)
     return 0
+
+
+def _checked_scores(args: argparse.Namespace) -> list[str]:
+    """The names of --scores, checked with --bootstrap and --head."""
+    scores = [s.strip() for s in args.scores.split(",") if s.strip()]
+    if args.bootstrap < 0:
+        raise SleegError(f"--bootstrap must be ≥ 0 resamples, got {args.bootstrap}")
+    unknown = [s for s in scores if s not in score_names()]
+    if unknown:
+        raise SleegError(f"unknown scores {unknown}; choose from {', '.join(score_names())}")
+    if any(s in HEAD_SCORES for s in scores) and not args.head:
+        raise SleegError(f"scores {[s for s in scores if s in HEAD_SCORES]} need --head")
+    return scores
+
+
+def _open_datasets(items: list[str], label_map: str | None) -> list[tuple[str, Dataset]]:
+    """(name, dataset) of each --dataset NAME=PATH."""
+    datasets = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise SleegError(f"--dataset must be NAME=PATH, got '{item}'")
+        datasets.append((name, open_dataset(path, label_map)))
+    return datasets
+
+
+def _load_model(
+    args: argparse.Namespace, scores: list[str], size: tuple[int, int] | None
+) -> AnomalySegmenter:
+    """The segmenter of --segmentor/--weights/--head with --lam, --tta and, for 'sml', the
+    statistics of --sml-images."""
+    model, _ = load_segmenter(args.segmentor, args.weights, args.head, args.device)
+    if args.lam is not None:
+        model.lam = args.lam
+    model.tta = args.tta
+    if "sml" in scores:
+        if not args.sml_images:
+            raise SleegError(
+                "score 'sml' needs --sml-images DIR (unlabeled in-distribution images)"
+            )
+        paths = images_of(args.sml_images)
+        if args.sml_max_images > 0:
+            paths = evenly_spaced(paths, args.sml_max_images)
+        model.sml_stats = sml_statistics_from_images(model, paths, size)
+    return model
+
+
+def _evaluate(
+    model: AnomalySegmenter,
+    name: str,
+    dataset: Dataset,
+    scores: list[str],
+    size: tuple[int, int] | None,
+    args: argparse.Namespace,
+) -> DatasetResult:
+    """Evaluate one dataset and plot its curves and example overlays into --out."""
+    result = evaluate_dataset(
+        model,
+        name,
+        dataset,
+        scores,
+        size,
+        args.examples,
+        resize_mode=args.resize_mode,
+        bootstrap=args.bootstrap,
+    )
+    plot_curves(result, args.out / f"{name}_curves.png")
+    if result.examples:
+        shown = "sleeg" if "sleeg" in scores else scores[0]
+        plot_examples(result, shown, args.out / f"{name}_examples.png")
+    return result

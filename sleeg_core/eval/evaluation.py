@@ -15,14 +15,8 @@ from tqdm import tqdm
 from sleeg_core.common.errors import SleegError
 from sleeg_core.data.images import list_images, read_rgb, to_batch
 from sleeg_core.data.labels import AnomalySample
-from sleeg_core.eval.metrics import (
-    AnomalyMetrics,
-    Curves,
-    ImageBootstrap,
-    StreamingMetrics,
-    image_draws,
-    interval,
-)
+from sleeg_core.eval.bootstrap import ImageBootstrap, image_draws, interval
+from sleeg_core.eval.metrics import AnomalyMetrics, Curves, StreamingMetrics
 from sleeg_core.model.estimators import SMLStatistics
 from sleeg_core.model.inference import AnomalySegmenter
 

@@ -13,7 +13,8 @@ Conventions: a higher score means more anomalous; labels are 0 normal, 1 anomaly
     "strict_gt" FPR at the first threshold whose TPR > 0.95;
     "interp"    FPR linearly interpolated between the two ROC points around TPR = 0.95.
 
-Two modes return the same `AnomalyMetrics`:
+Two modes return the same `AnomalyMetrics` (`sleeg_core.eval.bootstrap` resamples images for
+intervals):
 
 - `exact_metrics(scores, labels)`: all valid pixels in memory, sorted once (each class sorted,
   then merged); equal to sklearn to float64 rounding, ties included.
@@ -34,12 +35,6 @@ Two modes return the same `AnomalyMetrics`:
   The error grows with the pixel density at the operating point times the bin width, so it is
   largest for scores far from 0 relative to their spread (the energy family); centre such scores
   (subtract a constant) or use the exact mode when the 4th decimal of FPR95 matters.
-
-- `ImageBootstrap`: per-image histograms of one score (`mantissa_bits` 8 by default: relative
-  resolution 1/256), for percentile intervals over the dataset's images resampled with
-  replacement (`image_draws`): the images, not the pixels, are the samples, since neighbouring
-  pixels of one image are far from independent. Scores given the same draws are paired, so
-  "score a beats score b in x % of the draws" is a fair comparison on the same resampled sets.
 
 Example:
     >>> import numpy as np
@@ -110,7 +105,7 @@ class Curves:
 
 
 @dataclass(frozen=True)
-class _Counts:
+class ThresholdCounts:
     """Cumulative counts at each distinct threshold, descending: pixels with score ≥ threshold."""
 
     thresholds: np.ndarray
@@ -121,7 +116,7 @@ class _Counts:
 # ---------------------------------------------------------------- shared core
 
 
-def _metrics(counts: _Counts, rule: str) -> AnomalyMetrics:
+def metrics_from_counts(counts: ThresholdCounts, rule: str) -> AnomalyMetrics:
     if rule not in FPR95_RULES:
         raise SleegError(f"unknown fpr95_rule {rule!r}: choose one of {', '.join(FPR95_RULES)}")
     tps, fps = counts.tps, counts.fps
@@ -154,7 +149,7 @@ def _metrics(counts: _Counts, rule: str) -> AnomalyMetrics:
     return AnomalyMetrics(ap, auroc, fpr95, n_pos + n_neg, n_pos, rule)
 
 
-def _curves(counts: _Counts, max_points: int | None) -> Curves:
+def curves_from_counts(counts: ThresholdCounts, max_points: int | None) -> Curves:
     tps, fps = counts.tps, counts.fps
     if not tps.size or tps[-1] == 0 or fps[-1] == 0:
         raise SleegError("curves need both anomaly (1) and normal (0) valid pixels")
@@ -205,24 +200,11 @@ def _valid_pixels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flat scores and boolean anomaly flags of the valid pixels (lists are concatenated)."""
     if isinstance(scores, (list, tuple)):
-        masks = valid_mask if valid_mask is not None else [None] * len(scores)
-        if not all(isinstance(x, (list, tuple)) and len(x) == len(scores) for x in (labels, masks)):
-            raise SleegError("scores, labels (and valid_mask) must all be lists of the same length")
-        parts = [_valid_pixels(s, y, m) for s, y, m in zip(scores, labels, masks, strict=True)]
-        if not parts:
-            raise SleegError("no images given")
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return _valid_pixels_of_images(scores, labels, valid_mask)
     s, y = _to_numpy(scores), _to_numpy(labels)
     if s.shape != y.shape:
         raise SleegError(f"scores shape {s.shape} differs from labels shape {y.shape}")
-    if s.dtype.kind not in "fiub":
-        raise SleegError(f"scores must be numeric, got dtype {s.dtype}")
-    if s.dtype == np.float16:
-        s = s.astype(np.float32)  # exact, and sorts faster
-    elif s.dtype.kind != "f":
-        s = s.astype(np.float64)  # integers and booleans compare exactly as float64
-    if np.isnan(s).any():
-        raise SleegError(f"scores contain {int(np.isnan(s).sum())} NaN values")
+    s = _sortable_scores(s)
     _check_labels(y)
     valid = y != VOID
     if valid_mask is not None:
@@ -234,9 +216,36 @@ def _valid_pixels(
     return s[valid], y[valid] == 1
 
 
+def _valid_pixels_of_images(
+    scores: Sequence[Array], labels: ArrayOrList, valid_mask: ArrayOrList | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_valid_pixels` of lists with one array per image, concatenated."""
+    masks = valid_mask if valid_mask is not None else [None] * len(scores)
+    if not all(isinstance(x, (list, tuple)) and len(x) == len(scores) for x in (labels, masks)):
+        raise SleegError("scores, labels (and valid_mask) must all be lists of the same length")
+    parts = [_valid_pixels(s, y, m) for s, y, m in zip(scores, labels, masks, strict=True)]
+    if not parts:
+        raise SleegError("no images given")
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _sortable_scores(s: np.ndarray) -> np.ndarray:
+    """Numeric scores as floats that sort exactly (float16 → float32, integers and booleans →
+    float64); SleegError for other dtypes and for NaN."""
+    if s.dtype.kind not in "fiub":
+        raise SleegError(f"scores must be numeric, got dtype {s.dtype}")
+    if s.dtype == np.float16:
+        s = s.astype(np.float32)  # exact, and sorts faster
+    elif s.dtype.kind != "f":
+        s = s.astype(np.float64)  # integers and booleans compare exactly as float64
+    if np.isnan(s).any():
+        raise SleegError(f"scores contain {int(np.isnan(s).sum())} NaN values")
+    return s
+
+
 def _exact_counts(
     scores: ArrayOrList, labels: ArrayOrList, valid_mask: ArrayOrList | None
-) -> _Counts:
+) -> ThresholdCounts:
     s, is_anomaly = _valid_pixels(scores, labels, valid_mask)
     np.negative(s, out=s)  # s is a fresh copy; ascending in -score = descending in score
     pos = np.sort(s[is_anomaly])
@@ -251,7 +260,7 @@ def _exact_counts(
     run_end[-1:] = True
     tps = np.cumsum(from_pos, dtype=np.int64)[run_end]
     fps = np.flatnonzero(run_end) + 1 - tps
-    return _Counts(thresholds=np.negative(values[run_end]), tps=tps, fps=fps)
+    return ThresholdCounts(thresholds=np.negative(values[run_end]), tps=tps, fps=fps)
 
 
 def exact_metrics(
@@ -264,7 +273,7 @@ def exact_metrics(
 
     `scores` and `labels` are arrays/tensors of the same shape, or lists of them (one per image).
     """
-    return _metrics(_exact_counts(scores, labels, valid_mask), fpr95_rule)
+    return metrics_from_counts(_exact_counts(scores, labels, valid_mask), fpr95_rule)
 
 
 def curves(
@@ -274,7 +283,7 @@ def curves(
     max_points: int | None = 2000,
 ) -> Curves:
     """Exact ROC and PR curves, subsampled to about `max_points` points (None: all thresholds)."""
-    return _curves(_exact_counts(scores, labels, valid_mask), max_points)
+    return curves_from_counts(_exact_counts(scores, labels, valid_mask), max_points)
 
 
 # ---------------------------------------------------------------- streaming mode
@@ -347,15 +356,19 @@ class StreamingMetrics:
             idx = self._bins(s[part]).mul_(2).add_(y[part] == 1).masked_fill_(invalid, dump)
             self._hist.index_add_(0, idx.to(self._hist.device), one.expand(idx.numel()))
 
-    def _counts(self) -> _Counts:
+    def bin_counts(self) -> np.ndarray:
+        """Pixels per slot 2·bin + (label == 1), int64 (void and masked-out pixels left out)."""
         if self._hist is None:
             raise SleegError("no images accumulated: call update() first")
-        hist = self._hist[:-1].cpu().numpy().reshape(self.n_bins, 2)[::-1]  # descending
+        return self._hist[:-1].cpu().numpy()
+
+    def _counts(self) -> ThresholdCounts:
+        hist = self.bin_counts().reshape(self.n_bins, 2)[::-1]  # descending
         used = np.flatnonzero(hist.any(axis=1))
         cum = np.cumsum(hist[used], axis=0)  # empty bins add nothing
         key = (self.n_bins - 1 - used - (self.n_bins >> 1)).astype(np.int32) << self._shift
         bits = np.where(key < 0, key ^ 0x7FFFFFFF, key) & np.int32(-(1 << self._shift))
-        return _Counts(thresholds=bits.view(np.float32), tps=cum[:, 1], fps=cum[:, 0])
+        return ThresholdCounts(thresholds=bits.view(np.float32), tps=cum[:, 1], fps=cum[:, 0])
 
     @property
     def n_pixels(self) -> int:
@@ -363,76 +376,8 @@ class StreamingMetrics:
 
     def compute(self, fpr95_rule: Fpr95Rule = "first_ge") -> AnomalyMetrics:
         """AP, AUROC, FPR95 of everything accumulated so far."""
-        return _metrics(self._counts(), fpr95_rule)
+        return metrics_from_counts(self._counts(), fpr95_rule)
 
     def curves(self, max_points: int | None = 2000) -> Curves:
         """ROC and PR curves at the bin thresholds (scores truncated to `mantissa_bits`)."""
-        return _curves(self._counts(), max_points)
-
-
-# ---------------------------------------------------------------- bootstrap over images
-
-
-def image_draws(n_images: int, n_draws: int, seed: int = 0) -> np.ndarray:
-    """`n_draws` resamples of `n_images` image indices with replacement (n_draws × n_images)."""
-    if n_images < 1 or n_draws < 1:
-        raise SleegError(f"bootstrap needs images and draws, got {n_images} and {n_draws}")
-    return np.random.default_rng(seed).integers(0, n_images, (n_draws, n_images))
-
-
-class ImageBootstrap:
-    """Per-image histograms of one score: `update()` per image, then `resampled(draws)`.
-
-    Each image is binned as by `StreamingMetrics(mantissa_bits)` and kept as its non-empty bins
-    (int32), so memory and the time per draw grow with the images (typically tens of kB each at
-    8 bits); a draw sums the drawn images' bins with one `bincount`.
-    """
-
-    def __init__(self, mantissa_bits: int = 8) -> None:
-        self.mantissa_bits = mantissa_bits
-        self._images: list[tuple[np.ndarray, np.ndarray]] = []  # (2·bin + label, count)
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    def update(self, scores: Array, labels: Array, valid_mask: Array | None = None) -> None:
-        """Add one image (the checks and void rules of `StreamingMetrics.update`)."""
-        acc = StreamingMetrics(self.mantissa_bits)
-        acc.update(scores, labels, valid_mask)
-        hist = acc._hist[:-1].cpu().numpy()
-        keys = np.flatnonzero(hist)
-        self._images.append((keys.astype(np.int32), hist[keys].astype(np.int32)))
-
-    def resampled(
-        self, draws: np.ndarray, fpr95_rule: Fpr95Rule = "first_ge"
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """AP and FPR95 of each draw (a row of image indices); NaN for a draw without anomaly
-        or without normal pixels."""
-        if not self._images:
-            raise SleegError("no images accumulated: call update() first")
-        if draws.ndim != 2 or draws.size == 0 or draws.min() < 0 or draws.max() >= len(self):
-            raise SleegError(f"draws must be rows of image indices in [0, {len(self)})")
-        keys = np.concatenate([k for k, _ in self._images])
-        counts = np.concatenate([c for _, c in self._images]).astype(np.float64)
-        image = np.repeat(np.arange(len(self)), [len(k) for k, _ in self._images])
-        used, slot = np.unique(keys, return_inverse=True)  # 2·bin + label, ascending
-        bins, column = np.unique(used >> 1, return_inverse=True)
-        slot = ((len(bins) - 1 - column[slot]) << 1) | (used[slot] & 1)  # descending bins
-        ap, fpr95 = np.full(len(draws), np.nan), np.full(len(draws), np.nan)
-        no_thresholds = np.empty(0, np.float32)  # _metrics reads only the counts
-        for d, draw in enumerate(draws):
-            weight = np.bincount(draw, minlength=len(self))[image] * counts
-            hist = np.bincount(slot, weight, minlength=2 * len(bins)).reshape(-1, 2)
-            hist = hist[hist.any(axis=1)]  # bins only the undrawn images have: no step
-            fps, tps = np.cumsum(hist, axis=0).T.astype(np.int64)
-            if tps[-1] and fps[-1]:
-                m = _metrics(_Counts(no_thresholds, tps, fps), fpr95_rule)
-                ap[d], fpr95[d] = m.ap, m.fpr95
-        return ap, fpr95
-
-
-def interval(values: np.ndarray, level: float = 0.9) -> tuple[float, float]:
-    """The central `level` percentile interval of bootstrap values (NaN draws left out)."""
-    tail = 50 * (1 - level)
-    low, high = np.nanpercentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+        return curves_from_counts(self._counts(), max_points)
