@@ -43,7 +43,8 @@ from sleeg_core.common.errors import SleegError
 from sleeg_core.data.geometry import RESIZE_MODES
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.model.tta import NODE_TTA, TTA_MODES
-from sleeg_core.train.trainer import TrainConfig, Trainer
+from sleeg_core.train.config import TrainConfig
+from sleeg_core.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = {

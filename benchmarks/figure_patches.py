@@ -25,7 +25,8 @@ import torch
 from sleeg_core.common.errors import SleegError
 from sleeg_core.data.images import list_images, read_rgb, to_batch, write_rgb
 from sleeg_core.model.inference import load_segmenter
-from sleeg_core.train.patches import SHAPES, PatchConfig, render_patches
+from sleeg_core.train.patch_config import SHAPES, PatchConfig
+from sleeg_core.train.patches import render_patches
 from sleeg_core.train.refinement import refine_labels
 
 OUTLINE = (255, 40, 40)

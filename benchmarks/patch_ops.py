@@ -24,7 +24,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from sleeg_core.data.images import list_images, read_rgb
-from sleeg_core.train.patches import PatchConfig, PatchRenderer
+from sleeg_core.train.patch_config import PatchConfig
+from sleeg_core.train.patches import PatchRenderer
 
 # operations that launch no kernel: views, metadata, allocation, no-op conversions
 NOT_KERNELS = {

@@ -24,7 +24,8 @@ from sleeg_core.common.errors import SleegError
 from sleeg_core.data.images import list_images, read_rgb, to_batch
 from sleeg_core.eval.metrics import exact_metrics
 from sleeg_core.model.inference import load_segmenter
-from sleeg_core.train.patches import PatchConfig, render_patches
+from sleeg_core.train.patch_config import PatchConfig
+from sleeg_core.train.patches import render_patches
 
 SCORES = ("sleeg", "tae", "tore", "entropy")
 

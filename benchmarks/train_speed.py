@@ -22,8 +22,10 @@ from pathlib import Path
 import torch
 
 from sleeg_core.common.config import load_config
+from sleeg_core.train.config import TrainConfig
+from sleeg_core.train.metrics_log import StepStats
 from sleeg_core.train.sources import SourceConfig, collect_frames
-from sleeg_core.train.trainer import StepStats, TrainConfig, Trainer
+from sleeg_core.train.trainer import Trainer
 
 PHASES = ("patches", "segmentor", "head_forward", "refinement", "losses", "backward_and_update")
 
