@@ -1,2 +1,3 @@
-"""Training a head: the trainer, its losses, pseudo-anomaly patches, refinement, training data
-and sources, and distributed (torchrun) training."""
+"""Training a head: the run settings, the trainer, its losses, pseudo-anomaly patches, refinement,
+training data and sources, checkpoints, the metrics log, threshold calibration and distributed
+(torchrun) training."""
