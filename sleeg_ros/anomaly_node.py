@@ -82,6 +82,7 @@ class AnomalyNode(LifecycleNode):
         self.failure: str | None = None  # the last failed transition, until one succeeds
         self.loaded: LoadedModel | None = None  # configured (configure → cleanup)
         self.stages: NodeStages | None = None
+        self.max_batch = 1  # frames per forward pass (configure decides)
         self.offloaded = False  # deactivate moved the model off its CUDA device
         self.cpu_cores = torch.get_num_threads()  # PyTorch's default, before configure sets it
         self.scheduler: Scheduler | None = None  # active (activate → deactivate)
