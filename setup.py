@@ -52,6 +52,6 @@ setup(
             "anomaly_node = sleeg_ros.anomaly_node:main",
         ],
         # `sleeg <command>` from other packages: name = module with add_parser() and run()
-        "sleeg.commands": ["bag = sleeg_ros.bag_command"],
+        "sleeg.commands": ["bag = sleeg_ros.bag.command"],
     },
 )

@@ -1,7 +1,7 @@
 """The `sleeg` command line: `sleeg <command> --help` for each command.
 
 Every command is a module with `add_parser(subparsers)` and `run(args)`: `sleeg_core.cli.args.*`,
-and `sleeg_ros.bag_command` for `sleeg bag`, which needs the ROS extras (rosbags, rclpy); without
+and `sleeg_ros.bag.command` for `sleeg bag`, which needs the ROS extras (rosbags, rclpy); without
 them that command is still listed and says what to install. A SleegError ends a command with its
 one-line message and exit code 2, never a traceback.
 """

@@ -61,7 +61,7 @@ def test_without_rosbags_only_the_bags_module_fails_saying_what_to_install():
 
 def test_no_sleeg_core_module_imports_sleeg_ros_or_rclpy():
     """Also imports inside functions and importlib calls with a literal name (the CLI's table
-    of command modules may still name sleeg_ros.bag_command)."""
+    of command modules may still name sleeg_ros.bag.command)."""
     offending = []
     for path in sorted((REPO / "sleeg_core").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

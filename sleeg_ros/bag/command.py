@@ -28,9 +28,9 @@ from sleeg_core.data.bags import bag_folder, bag_summary, open_bag, write_frames
 from sleeg_core.data.datasets import LABEL_SUFFIXES, open_dataset
 from sleeg_core.data.images import list_images, read_label, read_rgb
 from sleeg_core.data.labels import LabelMap, parse_label_map
-from sleeg_ros.bag_replay import CameraOptions, CameraResult, Replay, ReplayOptions
-from sleeg_ros.bag_report import write_report
-from sleeg_ros.parameters import CAMERA_NAME
+from sleeg_ros.bag.replay import CameraOptions, CameraResult, Replay, ReplayOptions
+from sleeg_ros.bag.report import write_report
+from sleeg_ros.cameras import CAMERA_NAME
 
 PROJECT_LABELS = "0:0,1:1,255:255"
 SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")

@@ -21,7 +21,7 @@ from sleeg_core.data.bags import TYPESTORE, BagHandle, decode_image, header_stam
 from sleeg_core.data.image_msgs import image_to_array, image_to_rgb
 from sleeg_core.eval.plots import LatencySeries, plot_contact_sheet, plot_latency
 from sleeg_core.eval.visualize import heatmap, score_overlay, score_range
-from sleeg_ros.bag_replay import FRAME_OUTPUTS, IMAGE, SCORE, CameraResult, ReplayResult, SentFrame
+from sleeg_ros.bag.replay import FRAME_OUTPUTS, IMAGE, SCORE, CameraResult, ReplayResult, SentFrame
 
 COUNTERS = ("frames_in", "processed", "dropped", "bad_frames")
 TIMINGS = ("inference_ms_p50", "processing_ms_p50", "latency_ms_p50", "latency_ms_p95")

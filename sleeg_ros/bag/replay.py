@@ -777,4 +777,4 @@ def msg_dir() -> Path:
 
         return Path(get_package_share_directory("sleeg_ros")) / "msg"
     except (ImportError, KeyError):  # no ament index, or sleeg_ros not installed in it
-        return Path(__file__).resolve().parents[1] / "msg"
+        return Path(__file__).resolve().parents[2] / "msg"
