@@ -1,2 +1,3 @@
-"""`sleeg bag`: the rosbag tools (`command`: the `sleeg bag` command line; `replay`: a bag through
-the anomaly node; `report`: the report of a replay)."""
+"""`sleeg bag`: image folders → rosbag2 (`make`), bag summaries (`info`), and replays of a bag
+through the anomaly node with a report (`evaluate`, `replay`, `report`); `command` wires the
+subcommands into the `sleeg` command line."""

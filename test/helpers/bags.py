@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from rosbags.highlevel import AnyReader
 
-from sleeg_ros.bag.replay import output_typestore
+from sleeg_ros.bag.recorder import output_typestore
 
 from .node import node_params
 
