@@ -11,7 +11,7 @@ from subprocess import PIPE, STDOUT, Popen
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import SetParameters
@@ -21,21 +21,13 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from sleeg_ros.msg import AnomalyObstacleArray
+from sleeg_ros.outputs import STATUS_TOPIC, topic_types
 
 from .paths import REPO
 
 _probe_ids = itertools.count()
-OUTPUTS = {
-    "segmentation": Image,
-    "segmentation/color": Image,
-    "anomaly/score": Image,
-    "anomaly/mask": Image,
-    "anomaly/obstacles": AnomalyObstacleArray,
-    "overlay": Image,
-    "/diagnostics": DiagnosticArray,
-}
-DIAGNOSTICS = "/diagnostics"
+OUTPUTS = topic_types()  # every node output topic and /diagnostics → message type
+DIAGNOSTICS = STATUS_TOPIC
 NODE_STATUS = "sleeg_anomaly: /cam/image"  # status name "<node name>: <input topic>" begins so
 RESEND_S = 5.0  # an idempotent service request unanswered this long is sent again
 SETTLE_S = 0.5  # a request sent once waits this long after its service is ready

@@ -217,7 +217,7 @@ def test_bad_camera_parameters_stop_the_start_naming_the_parameter(
 
 
 def test_launch_arguments_give_the_camera_list_and_their_remappings():
-    from sleeg_ros.parameters import launch_cameras
+    from sleeg_ros.cameras import launch_cameras
 
     assert launch_cameras("", "") == ([], [])
     assert launch_cameras("[front, left]", "/f/image_raw,'/l/image_raw'") == (
@@ -227,10 +227,12 @@ def test_launch_arguments_give_the_camera_list_and_their_remappings():
     assert launch_cameras("front,left", "") == (["front", "left"], [])
     with pytest.raises(ValueError, match="1 topic\\(s\\) for 2 camera\\(s\\)"):
         launch_cameras("front,left", "/f/image_raw")
+    with pytest.raises(ValueError, match="launch argument 'cameras': '2nd' not a camera name"):
+        launch_cameras("front,2nd", "")
 
 
 def test_the_launch_files_parameter_module_does_not_load_pytorch():
-    """`ros2 launch` imports sleeg_ros.parameters in the launch process itself."""
-    code = "import sys, sleeg_ros.parameters; print('torch' in sys.modules)"
+    """`ros2 launch` imports sleeg_ros.cameras in the launch process itself."""
+    code = "import sys, sleeg_ros.cameras; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
