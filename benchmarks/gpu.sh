@@ -113,7 +113,7 @@ step tests 200 "$py" -m pytest -q -rs -p no:cacheprovider --junitxml="$out/tests
     test/core/test_patches.py::test_renders_on_the_gpu_like_on_the_cpu \
     test/core/test_patches.py::test_rendering_on_the_gpu_with_a_cpu_generator_never_waits_for_the_gpu \
     test/core/test_train.py::test_a_training_step_on_the_gpu_never_waits_for_the_gpu \
-    test/core/test_segmentors_enet_espnet.py::test_to_batch_on_cuda_goes_through_pinned_memory
+    test/core/test_segmentors.py::test_to_batch_on_cuda_goes_through_pinned_memory
 if [[ -f $data/head.pt ]]; then
     step drift 90 "$py" benchmarks/half_drift.py --data-root "$data" --head "$data/head.pt" \
         --device cuda --out "$out/half_drift.json"

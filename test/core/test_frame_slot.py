@@ -1,7 +1,6 @@
 """The latest-frame slots drop old frames per camera instead of queueing them."""
 
 import threading
-import time
 
 from sleeg_ros.frame_slot import LatestFrames
 
@@ -31,20 +30,42 @@ def test_a_flooding_camera_does_not_starve_the_others():
     assert slots.dropped == {"fast": 120, "slow": 0}
 
 
+class _SignallingCondition(threading.Condition):
+    """A Condition that says when a thread starts waiting on it: `waiting` is set while the waiter
+    still holds the lock, so whoever takes the lock next runs after the waiter has released it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
+def _waiting_taker(slots: LatestFrames, got: list) -> threading.Thread:
+    """A thread blocked in `slots.take_all()` (no timeout) once this returns."""
+    cond = _SignallingCondition()
+    slots._cond = cond  # same lock semantics, plus the signal
+    thread = threading.Thread(target=lambda: got.append(slots.take_all()), daemon=True)
+    thread.start()
+    assert cond.waiting.wait(timeout=10), "take_all never waited"
+    assert got == [] and thread.is_alive()  # nothing to take: it waits
+    return thread
+
+
 def test_take_all_waits_for_a_frame_and_close_releases_it():
     slots: LatestFrames[str, str] = LatestFrames([""])
-    got = []
-    t = threading.Thread(target=lambda: got.append(slots.take_all()))
-    t.start()
-    time.sleep(0.05)
-    slots.put("", "frame")
-    t.join(timeout=2)
-    assert got == [[("", "frame")]]
-    t = threading.Thread(target=lambda: got.append(slots.take_all()))
-    t.start()
-    slots.close()
-    t.join(timeout=2)
-    assert not t.is_alive() and got[-1] == []
+    got: list = []
+    thread = _waiting_taker(slots, got)
+    slots.put("", "frame")  # only once take_all waits: the put must wake it
+    thread.join(timeout=10)
+    assert not thread.is_alive() and got == [[("", "frame")]]
+    got.clear()
+    thread = _waiting_taker(slots, got)
+    slots.close()  # only once take_all waits: close must wake it
+    thread.join(timeout=10)
+    assert not thread.is_alive() and got == [[]]
 
 
 def test_a_limit_takes_the_cameras_that_waited_longest():

@@ -1,4 +1,6 @@
-"""DABNet behind the Segmentor interface: shapes, padding, frozen, checkpoint errors, training.
+"""What DABNet alone does: its coarse stride-8 logits, the fused feature layer, its release's
+checkpoint form and error messages, the real file, and a head trained on its features. The
+Segmentor contract it keeps is in test_segmentors.py.
 
 Random-weight tests always run; the real weights and the Cityscapes frame come from ../shared and
 skip with the reason when absent.
@@ -13,18 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.paths import shared_path
-from helpers.segmentors import FRAME, ground_truth, pixel_accuracy, random_images
+from helpers.segmentors import random_images, real_logits, real_segmentor
 from helpers.training import make_frames
 from torch import nn
 
 from sleeg_core.cli import main as sleeg
 from sleeg_core.common.errors import SleegError
-from sleeg_core.data.images import read_rgb, to_batch
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.model.inference import load_segmenter
-from sleeg_core.segmentors import build_segmentor, segmentor_names
-from sleeg_core.segmentors.base import upsample_to_input
-from sleeg_core.segmentors.dabnet import FEATURE_LAYERS, DABNet, DABNetSegmentor
+from sleeg_core.segmentors.dabnet import DABNet, DABNetSegmentor
 from sleeg_core.segmentors.enet import ENet
 
 
@@ -53,22 +52,10 @@ def random_weights(tmp_path_factory, dabnet: DABNetSegmentor) -> Path:
 # --- shapes, strides, padding -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("layer", "channels", "stride"),
-    [("bn_prelu_3", 259, 8), ("bn_prelu_2", 131, 4), ("fused", 390, 4)],
-)
-@pytest.mark.parametrize(("b", "h", "w"), [(2, 37, 61), (1, 64, 96), (1, 67, 131), (1, 1, 9)])
-def test_shapes_and_strides(layer: str, channels: int, stride: int, b: int, h: int, w: int):
-    seg = DABNetSegmentor(weights=None, feature_layer=layer)
-    assert (seg.info.name, seg.info.feature_layer) == ("dabnet", layer)
-    assert (seg.info.feature_channels, seg.info.feature_stride) == (channels, stride)
-    assert seg.info.num_classes == 19
-    out = seg(random_images(b, h, w))
-    assert out.coarse_logits.shape == (b, 19, math.ceil(h / 8), math.ceil(w / 8))
-    assert out.logits.shape == (b, 19, h, w)
-    assert out.features.shape == (b, channels, math.ceil(h / stride), math.ceil(w / stride))
-    assert torch.isfinite(out.logits).all() and torch.isfinite(out.features).all()
-    assert upsample_to_input(out.features, (h, w), stride).shape == (b, channels, h, w)
+def test_coarse_logits_are_at_stride_8(dabnet: DABNetSegmentor) -> None:
+    for b, h, w in [(2, 37, 61), (1, 1, 9)]:
+        out = dabnet(random_images(b, h, w))
+        assert out.coarse_logits.shape == (b, 19, math.ceil(h / 8), math.ceil(w / 8))
 
 
 def test_default_feature_layer_is_what_the_classifier_reads(dabnet: DABNetSegmentor) -> None:
@@ -78,10 +65,12 @@ def test_default_feature_layer_is_what_the_classifier_reads(dabnet: DABNetSegmen
     torch.testing.assert_close(logits, out.coarse_logits)
 
 
-@pytest.mark.parametrize("name", ["dabnet", "dabnet_fused"])
-def test_padding_is_bottom_right_edge_replication(name: str, request: pytest.FixtureRequest):
-    """An image already padded the way the segmentor pads gives the same numbers, cropped."""
-    seg = request.getfixturevalue(name)
+def test_fused_features_are_padded_by_bottom_right_edge_replication(
+    dabnet_fused: DABNetSegmentor,
+) -> None:
+    """An image already padded the way the segmentor pads gives the same numbers, cropped: the
+    fused map too, whose stride-8 half is upsampled before the crop."""
+    seg = dabnet_fused
     small = random_images(1, 67, 131)
     padded = nn.functional.pad(small.float(), (0, 5, 0, 5), mode="replicate").to(torch.uint8)
     out_small, out_padded = seg(small), seg(padded)
@@ -103,13 +92,9 @@ def test_fused_is_the_quarter_map_and_the_upsampled_eighth_map(
     torch.testing.assert_close(dabnet_fused(images).logits, dabnet(images).logits)
 
 
-def test_batch_items_are_independent(dabnet: DABNetSegmentor) -> None:
-    images = random_images(2, 40, 48)
-    both = dabnet(images).logits
-    torch.testing.assert_close(both[1:], dabnet(images[1:]).logits)
-
-
-def test_channels_last_gives_the_default_layout_numbers(dabnet_fused: DABNetSegmentor) -> None:
+def test_fused_features_in_channels_last_are_the_default_layout_numbers(
+    dabnet_fused: DABNetSegmentor,
+) -> None:
     """Weights and inputs are NHWC (faster); a contiguous (NCHW) copy gives the same outputs."""
     conv_weights = [p for p in dabnet_fused.parameters() if p.ndim == 4]
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
@@ -120,54 +105,12 @@ def test_channels_last_gives_the_default_layout_numbers(dabnet_fused: DABNetSegm
     torch.testing.assert_close(fast.features, reference.features, rtol=1e-4, atol=1e-4)
 
 
-def test_train_ids_need_no_full_resolution_logits(dabnet: DABNetSegmentor) -> None:
-    out = dabnet(random_images(2, 45, 70))
-    train_ids = out.train_ids()
-    assert "logits" not in vars(out)
-    assert torch.equal(train_ids, out.logits.argmax(1).to(torch.uint8))
-
-
-# --- frozen -------------------------------------------------------------------------------------
-
-
-def test_frozen_inside_a_training_parent(dabnet: DABNetSegmentor) -> None:
-    parent = nn.ModuleDict({"segmentor": dabnet, "head": nn.Conv2d(4, 2, 1)})
-    parent.train()
-    assert parent["head"].training
-    assert not any(m.training for m in dabnet.modules())
-    assert not any(p.requires_grad for p in dabnet.parameters())
-    with torch.enable_grad():
-        out = dabnet(random_images(1, 16, 16))
-    assert not out.logits.requires_grad and not out.features.requires_grad
-
-
-def test_eval_mode_outputs_do_not_depend_on_the_batch(dabnet: DABNetSegmentor) -> None:
-    """BatchNorm uses its running statistics even after a parent's train()."""
-    nn.Sequential(dabnet).train()
-    image = random_images(1, 32, 32)
-    batch = torch.cat([image, torch.zeros_like(image)])
-    alone, together = dabnet(image).features, dabnet(batch).features[:1]
-    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)  # batched conv rounding
-
-
-# --- options, registry --------------------------------------------------------------------------
+# --- options --------------------------------------------------------------------------
 
 
 def test_bad_feature_layer() -> None:
     with pytest.raises(SleegError, match=r"no feature layer 'bn_prelu_1'; choose one of: bn_pre"):
         DABNetSegmentor(feature_layer="bn_prelu_1")
-
-
-def test_bad_input_is_a_value_error(dabnet: DABNetSegmentor) -> None:
-    with pytest.raises(ValueError, match="uint8"):
-        dabnet(torch.zeros(1, 3, 16, 16))
-
-
-@pytest.mark.parametrize("layer", sorted(FEATURE_LAYERS))
-def test_registry_builds_every_feature_layer(layer: str) -> None:
-    assert "dabnet" in segmentor_names()
-    seg = build_segmentor("dabnet", None, feature_layer=layer)
-    assert isinstance(seg, DABNetSegmentor) and seg.info.feature_layer == layer
 
 
 # --- checkpoint loading -------------------------------------------------------------------------
@@ -216,16 +159,15 @@ def real_weights() -> Path:
 
 
 @pytest.mark.shared
-def test_real_weights_load_strictly_and_segment_full_resolution(real_weights: Path) -> None:
-    seg = DABNetSegmentor(weights=real_weights)
+def test_real_weights_are_the_whole_network_with_plain_linear_logits(real_weights: Path) -> None:
+    """The file's 486 entries are exactly the network's; its logits are not probabilities (its
+    accuracy on the Cityscapes frame: test_segmentors.py)."""
+    seg = real_segmentor("dabnet")
     state = torch.load(real_weights, map_location="cpu", weights_only=True)["model"]
     assert state.keys() == seg.net.state_dict().keys() and len(state) == 486
     assert sum(p.numel() for p in seg.parameters()) == 756_643
-    image = read_rgb(shared_path("driving", f"{FRAME}_leftImg8bit.png"))
-    assert image.shape == (1024, 2048, 3)
-    logits = seg(to_batch(image)).logits
-    assert pixel_accuracy(logits, ground_truth()) >= 0.96
-    assert -20 < logits.min().item() < 0 < 20 < logits.max().item() < 40  # plain linear logits
+    logits = real_logits("dabnet")  # on the 2048×1024 frame
+    assert -20 < logits.min().item() < 0 < 20 < logits.max().item() < 40
 
 
 @pytest.mark.shared
