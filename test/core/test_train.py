@@ -5,14 +5,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from helpers.training import make_frames, train_args
+from helpers.pause_training import marker_of_rank
+from helpers.training import PAUSE_TRAINING, make_frames, train_args, wait_for_files
 
 from sleeg_core.cli import main as sleeg
 from sleeg_core.data.images import read_rgb, to_batch
@@ -20,8 +20,11 @@ from sleeg_core.model.head import OoDHead
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.model.inference import AnomalySegmenter
 from sleeg_core.segmentors.enet import ENetSegmentor
+from sleeg_core.train.calibration import calibrate
+from sleeg_core.train.config import CalibrationConfig, TrainConfig
+from sleeg_core.train.metrics_log import StepStats
 from sleeg_core.train.patches import PatchRenderer
-from sleeg_core.train.trainer import CalibrationConfig, StepStats, TrainConfig, Trainer, calibrate
+from sleeg_core.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -212,15 +215,19 @@ def test_print_config_shows_resolved_values(tmp_path, capsys):
     assert "iterations: 7" in out and "gamma: 3.0" in out and "warmup_iters: 6000" in out
 
 
-def run_cli(args: list[str]) -> subprocess.Popen:
-    code = "import sys; from sleeg_core.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=dict(os.environ))
+def paused_run(args: list[str], step: int, marker: Path) -> subprocess.Popen:
+    """`sleeg train <args>` in a child process that stops for good before the checkpoint of
+    `step` (helpers/pause_training.py)."""
+    code = [sys.executable, str(PAUSE_TRAINING), str(step), str(marker), *args]
+    return subprocess.Popen(code, env=dict(os.environ))
 
 
 @pytest.mark.parametrize(
     "branches", ["[]", "[[1,1,1],[1,2,4]]"], ids=["one_branch", "two_branches"]
 )
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, weights, branches):
+    """Killed after step 6 was trained and logged, before its checkpoint: the resume starts from
+    step 4's, trains and logs 5 and 6 again, and ends with the uninterrupted run's head."""
     frames = make_frames(tmp_path / "frames")
     common = ["--images", str(frames), "--iterations", "10", "--batch-size", "2",
               "--set", "data.workers=2", "--set", f"head.branches={branches}"]  # fmt: skip
@@ -228,15 +235,15 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, weights, branch
     assert sleeg(train_args(weights, straight, *common)) == 0
 
     killed = tmp_path / "killed"
-    proc = run_cli(train_args(weights, killed, *common))
-    ckpts = killed / "checkpoints"
-    deadline = time.monotonic() + 120
-    while not (ckpts.is_dir() and any(ckpts.glob("step_0000000[4-8].pt"))):
-        assert proc.poll() is None, "training ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    marker = tmp_path / "stopped"
+    proc = paused_run(train_args(weights, killed, *common), 6, marker)
+    wait_for_files([marker_of_rank(marker, 0)], proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    ckpts = killed / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir())[-1] == "step_00000004.pt"
+    logged = (killed / "metrics.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in logged] == [str(i) for i in range(1, 7)]
     assert not (killed / "head.pt").exists()
     assert sleeg([*train_args(weights, killed, *common), "--resume"]) == 0
 

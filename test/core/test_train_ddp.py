@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.training import make_frames, train_args
+from helpers.pause_training import marker_of_rank
+from helpers.training import PAUSE_TRAINING, make_frames, train_args, wait_for_files
 
 from sleeg_core.cli import main as sleeg
 from sleeg_core.model.headfile import HeadFile
@@ -44,13 +44,15 @@ def frames(tmp_path_factory) -> Path:
     return make_frames(tmp_path_factory.mktemp("ddp") / "frames")
 
 
-def torchrun(args: list[str]) -> subprocess.Popen:
-    """`python -m torch.distributed.run` of 2 processes `-m sleeg_core.cli <args>`, on loopback."""
+def torchrun(args: list[str], script: list[str] | None = None) -> subprocess.Popen:
+    """`python -m torch.distributed.run` of 2 processes `-m sleeg_core.cli <args>` (or of
+    `script <args>`: a script path and its own arguments), on loopback."""
     env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                 "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0"]  # fmt: skip
+    program = script or ["-m", "sleeg_core.cli"]
     return subprocess.Popen(
-        [*launcher, "-m", "sleeg_core.cli", *args], env=env, stdout=subprocess.PIPE, text=True
+        [*launcher, *program, *args], env=env, stdout=subprocess.PIPE, text=True
     )
 
 
@@ -103,19 +105,20 @@ def descendants(pid: int) -> list[int]:
 
 
 def test_killed_two_process_run_resumes_bit_exactly(tmp_path, weights, frames, straight):
+    """Both ranks stopped after step 6 was trained and logged, before its checkpoint, then every
+    process killed as in a crash: the resume from step 4's checkpoint ends bit-exactly like the
+    uninterrupted run."""
     out = tmp_path / "killed"
     args = train_args(weights, out, "--images", str(frames), *COMMON)
-    proc = torchrun(args)
-    ckpts = out / "checkpoints"
-    deadline = time.monotonic() + 120
-    while not (ckpts.is_dir() and any(ckpts.glob("step_*.pt"))):
-        assert proc.poll() is None, "training ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    marker = tmp_path / "stopped"
+    proc = torchrun(args, script=[str(PAUSE_TRAINING), "6", str(marker)])
+    wait_for_files([marker_of_rank(marker, rank) for rank in (0, 1)], proc)
     for pid in [proc.pid, *descendants(proc.pid)]:  # every process of the run, as in a crash
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     proc.communicate()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1] == "step_00000004.pt"
+    assert [int(r["step"]) for r in read_metrics(out)] == list(range(1, 7))
     assert not (out / "head.pt").exists()
     printed = finish(torchrun([*args, "--resume"]))
     assert "resumed from" in printed

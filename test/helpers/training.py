@@ -1,12 +1,15 @@
-"""Generated road-like frames and `sleeg train` arguments that keep a training to seconds."""
+"""Generated road-like frames, `sleeg train` arguments that keep a training to seconds, and a run
+stopped at a known step (pause_training.py)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+PAUSE_TRAINING = Path(__file__).with_name("pause_training.py")
 SMALL = [
     "--set", "data.augment.crop=[64, 128]", "--set", "data.augment.scale=[0.8, 1.2]",
     "--set", "calibration.size=[64, 128]", "--set", "calibration.frames=3",
@@ -35,3 +38,12 @@ def make_frames(folder: Path, n: int = 6, seed: int = 0) -> Path:
 def train_args(weights: Path, out: Path, *extra: str) -> list[str]:
     """`sleeg train` arguments with the SMALL settings, then `extra`."""
     return ["train", "--weights", str(weights), "--out", str(out), *SMALL, *extra]
+
+
+def wait_for_files(paths: list[Path], proc, timeout: float = 300.0) -> None:
+    """Until every path exists; fails if `proc` (a Popen) ends first or `timeout` s pass."""
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() for p in paths):
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before {paths}"
+        assert time.monotonic() < deadline, f"no {paths} after {timeout:.0f} s"
+        time.sleep(0.05)
