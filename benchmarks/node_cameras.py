@@ -11,8 +11,16 @@ published → its score received, by header stamp), frames answered per camera (
 resident memory of the node process(es) (VmRSS summed; GPU memory from the nodes' /diagnostics
 on CUDA). Plus the bare model: one batch of N frames vs N batch-1 passes (`model_batch`).
 
+`--flood` measures fairness under a flooding camera instead, in one 3-camera process: each round
+cam1 sends one frame and cam0 a burst of `--burst` frames, cam2 stays silent. A capacity phase
+finds the rounds per second the node manages; then rounds are sent at `--flood-load` of that
+(default two thirds) and the frames answered per camera, the node's frames_in/dropped counters
+per camera (its /diagnostics) and each camera's status level are reported. Per-camera latest-frame
+slots keep cam1 at its rate (answered and frames_in ≥ 90 % of sent, ≤ 10 % dropped) while cam0's
+bursts overflow its own slot; a slot shared by the cameras loses cam1's frames to cam0's.
+
     python benchmarks/node_cameras.py --data-root ../shared/data --head enet_cityscapes_sleeg \\
-        --out /tmp/node_cameras [--device cuda]
+        --out /tmp/node_cameras [--device cuda] [--flood]
 """
 
 from __future__ import annotations
@@ -133,6 +141,7 @@ class Feeder:
         self.sent: dict[str, dict[int, float]] = defaultdict(dict)  # camera → stamp → time
         self.answered: dict[str, dict[int, float]] = defaultdict(dict)
         self.gpu_mb: dict[str, float] = {}
+        self.statuses: dict[str, tuple[int, dict[str, str]]] = {}  # camera → (level, values)
         self.subs = []
         kinds = {"anomaly/score": Image, "anomaly/obstacles": AnomalyObstacleArray}
         for c in self.cams:
@@ -154,6 +163,8 @@ class Feeder:
     def _status(self, msg) -> None:
         for st in msg.status:
             values = {kv.key: kv.value for kv in st.values}
+            if "frames_in" in values:  # name "<node>: /<camera>/image"
+                self.statuses[st.name.rsplit("/", 2)[-2]] = (int.from_bytes(st.level), values)
             if "gpu_memory_reserved_mb" in values:
                 self.gpu_mb[st.name] = float(values["gpu_memory_reserved_mb"])
 
@@ -247,6 +258,88 @@ def measure(args: argparse.Namespace, frame: np.ndarray, n: int, one_process: bo
                 p.kill()
 
 
+LEVELS = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
+
+
+def flood_rounds(feeder: Feeder, frame: np.ndarray, period: float, seconds: float, burst: int,
+                 first_stamp: int) -> dict[str, int]:  # fmt: skip
+    """Rounds every `period` s for `seconds`: one cam1 frame, then `burst` cam0 frames; cam2
+    silent. Frames sent per camera."""
+    msg = feeder.Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8")
+    msg.step, msg.data = frame.strides[0], frame.tobytes()
+    sent = {"cam0": 0, "cam1": 0, "cam2": 0}
+    start, k = time.monotonic(), 0
+    while time.monotonic() - start < seconds:
+        for camera, n in (("cam1", 1), ("cam0", burst)):
+            for j in range(n):
+                stamp = first_stamp + k * 10**6 + j
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+                feeder.sent[camera][stamp] = time.monotonic()
+                feeder.pubs[camera].publish(msg)
+                sent[camera] += 1
+        k += 1
+        feeder.spin(max(0.0, start + k * period - time.monotonic()))
+    return sent
+
+
+def rounds_answered(feeder: Feeder) -> int:
+    """Rounds with an answer for cam0 or cam1 (a round's stamps share its millisecond)."""
+    return len({s // 10**6 for c in ("cam0", "cam1") for s in feeder.answered[c]})
+
+
+def flood(args: argparse.Namespace, frame: np.ndarray) -> dict:
+    """A flooding camera, a steady one and a silent one in one process (see the docstring)."""
+    health = ("status_period_s:=0.25", "max_input_age_s:=1.5", "health_window_s:=3.0")
+    cmd = node_command(args, args.threads, "cameras:=[cam0, cam1, cam2]", *health, remap=[])
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    feeder = Feeder(3)
+    try:
+        end = time.monotonic() + args.startup_timeout
+        while not feeder.ready():
+            if time.monotonic() > end or proc.poll() is not None:
+                raise RuntimeError("the node did not come up")
+            feeder.spin(0.1)
+        flood_rounds(feeder, frame, 0.05, args.warmup, args.burst, first_stamp=10**9)
+        feeder.spin(2.0)
+        feeder.answered.clear()
+        flood_rounds(feeder, frame, 0.05, args.seconds, args.burst, first_stamp=10**12)
+        feeder.spin(2.0)
+        capacity = rounds_answered(feeder) / args.seconds  # rounds per second the node managed
+        before = {c: dict(v) for c, (_, v) in feeder.statuses.items()}
+        feeder.answered.clear()
+        period = 1.0 / max(args.flood_load * capacity, 1e-3)
+        sent = flood_rounds(feeder, frame, period, args.seconds, args.burst, first_stamp=10**13)
+        levels = {c: LEVELS.get(level, str(level)) for c, (level, _) in feeder.statuses.items()}
+        now = {c: dict(v) for c, (_, v) in feeder.statuses.items()}
+        feeder.spin(2.0)  # the last frames' outputs
+        cameras = {}
+        for c in ("cam0", "cam1", "cam2"):
+            counts = {k: int(now[c][k]) - int(before[c][k]) for k in ("frames_in", "dropped")}
+            cameras[c] = {
+                "sent": sent[c],
+                "answered": len(feeder.answered[c]),
+                **counts,
+                "level": levels[c],
+            }
+        steady = cameras["cam1"]
+        return {
+            "burst": args.burst,
+            "capacity_rounds_per_s": capacity,
+            "sent_rounds_per_s": 1.0 / period,
+            "cameras": cameras,
+            "steady_camera_kept_its_rate": steady["answered"] >= 0.9 * steady["sent"]
+            and steady["frames_in"] >= 0.9 * steady["sent"]
+            and steady["dropped"] <= 0.1 * max(steady["frames_in"], 1),
+        }
+    finally:
+        feeder.close()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_root = Path(os.environ.get("SLEEG_SHARED", "../shared")) / "data"
@@ -264,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="cores for the nodes")
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--model-only", action="store_true", help="only the bare model batches")
+    parser.add_argument("--flood", action="store_true", help="only the flooding-camera fairness")
+    parser.add_argument("--burst", type=int, default=4, help="--flood: cam0 frames per round")
+    parser.add_argument(
+        "--flood-load", type=float, default=2 / 3, help="--flood: rounds sent / node capacity"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.weights = args.weights or str(args.data_root / "weights/enet_cityscapes/enet.pth")
@@ -282,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         "nodes": {},
     }
     torch.set_num_threads(args.threads)
+    if args.flood:
+        result = {"device": args.device, "cores": args.threads, "flood": flood(args, frame)}
+        (args.out / "node_cameras_flood.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return 0
     for n in args.cameras:
         result["model_batch"][n] = model_batch(args, frame, n)
         print(f"model, {n} frames: {result['model_batch'][n]}", flush=True)

@@ -95,7 +95,7 @@ def test_health_follows_the_input(domain, tiny_model):
         assert "gpu_memory_mb" not in v  # on CUDA only
 
         stale, took = wait_level(probe, DiagnosticStatus.ERROR)  # the camera stops
-        assert 0.7 < took < 5.0, took
+        assert took > 0.7, took  # not before max_input_age_s (the exact rule: test_health)
         assert stale.message.startswith("no frame for ") and values(stale)["input_age_s"] > 1.0
         feed_until(probe, good, DiagnosticStatus.OK)
 
@@ -105,7 +105,7 @@ def test_health_follows_the_input(domain, tiny_model):
         assert "bad frames over 2 s (max_bad_frame_rate 0.2)" in burst.message
         assert values(burst)["bad_frame_rate"] > 0.2
         recovered, took = feed_until(probe, good, DiagnosticStatus.OK)
-        assert 1.0 < took < 10.0, took  # once the burst has left the 2 s window
+        assert took > 1.0, took  # once the burst has left the 2 s window (test_health)
         assert values(recovered)["bad_frames"] >= 1 and values(recovered)["bad_frame_rate"] <= 0.2
     finally:
         probe.close()
