@@ -10,7 +10,7 @@ import pytest
 from helpers.paths import REPO, shared_path
 
 from sleeg_core.common.config import load_config, to_dict
-from sleeg_core.train.trainer import TrainConfig
+from sleeg_core.train.config import TrainConfig
 
 PROFILES = sorted((REPO / "config").glob("train_*_*.yaml"))
 

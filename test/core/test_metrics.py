@@ -7,15 +7,13 @@ import pytest
 import torch
 
 from sleeg_core.common.errors import SleegError
+from sleeg_core.eval.bootstrap import ImageBootstrap, image_draws, interval
 from sleeg_core.eval.metrics import (
     FPR95_RULES,
     AnomalyMetrics,
-    ImageBootstrap,
     StreamingMetrics,
     curves,
     exact_metrics,
-    image_draws,
-    interval,
 )
 
 sk = pytest.importorskip("sklearn.metrics", reason="scikit-learn is a test dependency")

@@ -9,19 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from sleeg_core.common.errors import SleegError
-from sleeg_core.train.patches import (
-    SHAPES,
-    PatchBank,
-    PatchConfig,
-    PatchRenderer,
-    convex_hull_mask,
-    cut_crops,
-    harris_corners,
-    paste,
-    render_patches,
-    shape_masks,
-    stack_crops,
-)
+from sleeg_core.train.patch_compositing import cut_crops, paste
+from sleeg_core.train.patch_config import SHAPES, PatchConfig
+from sleeg_core.train.patch_shapes import convex_hull_mask, harris_corners, shape_masks, stack_crops
+from sleeg_core.train.patches import PatchBank, PatchRenderer, render_patches
 
 IDS = (30, 90, 150, 210)  # red channel of image i: which image a pixel came from
 

@@ -11,7 +11,7 @@ from sleeg_core.cli import main as sleeg
 from sleeg_core.common.config import load_config, to_dict
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.model.shipped_heads import resolve_head, shipped_heads
-from sleeg_core.train.trainer import TrainConfig
+from sleeg_core.train.config import TrainConfig
 
 # shipped head → (its known weights, segmentor)
 SHIPPED = {

@@ -16,10 +16,11 @@ from helpers.training import PAUSE_TRAINING, make_frames, train_args, wait_for_f
 from sleeg_core.cli import main as sleeg
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.segmentors.enet import ENetSegmentor
+from sleeg_core.train.config import TrainConfig
 from sleeg_core.train.data import StepSampler
 from sleeg_core.train.distributed import Distributed, session
 from sleeg_core.train.patches import PatchRenderer
-from sleeg_core.train.trainer import TrainConfig, Trainer
+from sleeg_core.train.trainer import Trainer
 
 ITERATIONS = 16
 # 2 processes × batch 2, loader workers on, refinement and BatchNorm (test_train.SMALL), two
