@@ -13,6 +13,7 @@ import pytest
 import torch
 from helpers.pause_training import marker_of_rank
 from helpers.training import PAUSE_TRAINING, make_frames, train_args, wait_for_files
+from torch._dynamo.utils import counters
 
 from sleeg_core.cli import main as sleeg
 from sleeg_core.data.images import read_rgb, to_batch
@@ -178,7 +179,20 @@ def test_bad_config_key_and_empty_folder(tmp_path, weights, capsys):
     assert "no images found" in capsys.readouterr().err
 
 
-def test_compiled_segmentor_trains_and_a_bad_mode_stops_before_training(tmp_path, weights, capsys):
+def test_compiled_segmentor_trains_and_a_bad_mode_stops_before_training(
+    tmp_path, weights, capsys, monkeypatch
+):
+    """segmentor.compile_mode reaches every network's compile and training runs through the
+    compiled networks. TorchDynamo traces them for real, with its "eager" backend: inductor's
+    code generation (minutes on a CPU for each shape training and calibration use) and its
+    numbers are test_compile's."""
+    compile_module, modes = torch.nn.Module.compile, []
+
+    def traced_only(module, *args, mode=None, **kwargs):
+        modes.append(mode)
+        compile_module(module, *args, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", traced_only)
     frames = make_frames(tmp_path / "frames", n=3)
     args = train_args(weights, tmp_path / "bad", "--images", str(frames), "--iterations", "2")
     assert sleeg([*args, "--set", "segmentor.compile_mode=fastest"]) == 2
@@ -187,8 +201,12 @@ def test_compiled_segmentor_trains_and_a_bad_mode_stops_before_training(tmp_path
     out = tmp_path / "compiled"
     args = train_args(weights, out, "--images", str(frames), "--iterations", "2")
     args += ["--set", "segmentor.compile_mode=default", "--set", "data.workers=0"]
+    torch._dynamo.reset()
+    counters.clear()
     assert sleeg(args) == 0
     assert np.isfinite(HeadFile.load(out / "head.pt").threshold)
+    assert modes and set(modes) == {"default"}
+    assert counters["stats"]["unique_graphs"] > 0  # the networks did run traced
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
