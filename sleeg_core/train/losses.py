@@ -110,6 +110,13 @@ def _check_labels(h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise SleegError(f"labels must be an integer tensor, got dtype {labels.dtype}")
     labels = labels.long()
-    if ((labels != 0) & (labels != 1) & (labels != IGNORE_INDEX)).any():
+    # the value check reads the tensor on the host: on a GPU it would stall every training step
+    # (the trainer's own labels are valid by construction), so it runs where that is free
+    if labels.device.type == "cpu" and _bad_values(labels).any():
         raise SleegError(f"labels must only hold 0 (normal), 1 (anomaly), {IGNORE_INDEX} (ignore)")
     return labels
+
+
+def _bad_values(labels: torch.Tensor) -> torch.Tensor:
+    """Where `labels` holds anything but 0, 1 or IGNORE_INDEX."""
+    return (labels != 0) & (labels != 1) & (labels != IGNORE_INDEX)
