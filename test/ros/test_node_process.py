@@ -126,8 +126,10 @@ def test_mismatched_head_fails_at_startup(ros_env, tiny_model, tmp_path):
 
 
 def test_compiled_node_publishes_what_the_eager_model_computes(ros_env, tiny_model):
-    """compile_mode compiles at start-up for the inference size; outputs match eager PyTorch."""
-    proc = start_node(ros_env, *node_params(tiny_model, "compile_mode:=default"))
+    """compile_mode compiles at start-up for the inference size; outputs match eager PyTorch.
+    Without test-time averaging: one network pass to compile, not three (the compiled "scales"
+    averaging is test_compile's)."""
+    proc = start_node(ros_env, *node_params(tiny_model, "compile_mode:=default", "tta:=none"))
     probe = Probe(outputs=("segmentation", "anomaly/score"))
     try:
         probe.wait_for_node(timeout=300)  # compiling on 1 thread takes a while
@@ -143,6 +145,7 @@ def test_compiled_node_publishes_what_the_eager_model_computes(ros_env, tiny_mod
         rc, out = stop(proc)
     assert rc == 0 and "compiled 'default' for 128×64" in out, out
     model = node_model(tiny_model)
+    model.tta = "none"
     eager = model(to_batch(FRAME), scores=("sleeg",), size=(64, 128), resize_mode="pad")
     np.testing.assert_allclose(score, eager.scores["sleeg"].flatten().numpy(), atol=1e-4)
     assert np.mean(ids == eager.train_ids.flatten().numpy()) > 0.999
