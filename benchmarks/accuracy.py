@@ -74,6 +74,7 @@ SMOKE_OVERRIDES = [
     "calibration.size=[64,128]",
 ]
 SMOKE_EVAL_SIZE = "72x128"
+SMOKE_MAX_IMAGES = 5  # per set
 SMOKE_TRAIN_EVERY = 200
 
 
@@ -130,6 +131,7 @@ def evaluate(args: argparse.Namespace, head: Path) -> int:
     argv += ["--bootstrap", str(SMOKE_BOOTSTRAP if args.smoke else args.bootstrap)]
     if args.smoke:
         argv += ["--size", SMOKE_EVAL_SIZE, "--examples", "1"]
+        argv += ["--max-images", str(SMOKE_MAX_IMAGES)]
     else:
         argv += ["--size", args.size, "--resize-mode", args.resize_mode]
     return sleeg_main(argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -48,6 +49,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--label-map", help="raw label → 0/1/255, e.g. '0:0,2:1,*:255'")
     parser.add_argument(
+        "--max-images",
+        type=int,
+        default=0,
+        metavar="N",
+        help="evaluate at most N images per dataset: evenly spaced over a folder, the first N "
+        "of a bag (0: all)",
+    )
+    parser.add_argument(
         "--sml-images",
         type=Path,
         action="append",
@@ -82,7 +91,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     scores = _checked_scores(args)
-    datasets = _open_datasets(args.dataset, args.label_map)
+    if args.max_images < 0:
+        raise SleegError(f"--max-images must be ≥ 0 (0: all), got {args.max_images}")
+    datasets = [
+        (n, _limited(d, args.max_images)) for n, d in _open_datasets(args.dataset, args.label_map)
+    ]
     size = parse_inference_size(args.size)
     model = _load_model(args, scores, size)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -124,6 +137,16 @@ def _open_datasets(items: list[str], label_map: str | None) -> list[tuple[str, D
             raise SleegError(f"--dataset must be NAME=PATH, got '{item}'")
         datasets.append((name, open_dataset(path, label_map)))
     return datasets
+
+
+def _limited(dataset: Dataset, count: int) -> Dataset:
+    """At most `count` samples of `dataset` (0: all): evenly spaced where it can be indexed
+    (a folder), else the first `count` (a bag, read as a stream)."""
+    if count == 0:
+        return dataset
+    if isinstance(dataset, Sequence):
+        return evenly_spaced(dataset, count)
+    return itertools.islice(dataset, count)
 
 
 def _load_model(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from sleeg_core.eval.metrics import AnomalyMetrics, Curves, StreamingMetrics
 from sleeg_core.model.estimators import SMLStatistics
 from sleeg_core.model.inference import AnomalySegmenter
 
+T = TypeVar("T")
 HEAD_SCORE = "sleeg"  # the score the others are compared with in the bootstrap
 
 
@@ -75,7 +77,7 @@ def images_of(folders: Sequence[Path]) -> list[Path]:
     return [p for folder in folders for p in list_images(folder)]
 
 
-def evenly_spaced(items: Sequence[Path], count: int) -> list[Path]:
+def evenly_spaced(items: Sequence[T], count: int) -> list[T]:
     """At most `count` of `items`, evenly spaced from the first (all of them when fewer)."""
     if count >= len(items):
         return list(items)
@@ -104,7 +106,7 @@ def evaluate_dataset(
     device = next(model.parameters()).device
     acc = {s: StreamingMetrics() for s in scores}
     boot = {s: ImageBootstrap() for s in scores} if bootstrap > 0 else {}
-    n_valid = n_anomaly = 0
+    n_images = n_valid = n_anomaly = 0
     examples = []
     shown = "sleeg" if "sleeg" in scores else scores[0]
     for i, sample in enumerate(tqdm(dataset, desc=name, unit="img", disable=not progress)):
@@ -116,6 +118,7 @@ def evaluate_dataset(
             acc[s].update(pred.scores[s][0], label, valid)
             if boot:
                 boot[s].update(pred.scores[s][0], label, valid)
+        n_images += 1
         n_valid += int(valid.sum())
         n_anomaly += int((label == 1).sum())
         if i < n_examples:
@@ -123,7 +126,7 @@ def evaluate_dataset(
             examples.append((sample.name, sample.image, sample.label, shown_map))
     result = DatasetResult(
         name=name,
-        n_images=len(dataset),
+        n_images=n_images,
         n_valid_pixels=n_valid,
         n_anomaly_pixels=n_anomaly,
         metrics={s: a.compute() for s, a in acc.items()},

@@ -63,3 +63,13 @@ def test_a_negative_bootstrap_is_refused(tmp_path, tmp_model_args):
     data = make_dataset(tmp_path / "data")
     argv = ["eval", *tmp_model_args, "--dataset", f"t={data}", "--out", str(tmp_path / "o")]
     assert main([*argv, "--bootstrap", "-1"]) != 0
+
+
+def test_max_images_evaluates_that_many_evenly_spaced_images(tmp_path, tmp_model_args):
+    both = run_eval(tmp_path, tmp_model_args)["datasets"]["t"]
+    one = run_eval(tmp_path, tmp_model_args, "--max-images", "1")["datasets"]["t"]
+    assert both["n_images"] == 2 and one["n_images"] == 1
+    assert one["n_valid_pixels"] * 2 == both["n_valid_pixels"]  # equal-sized images
+    data = make_dataset(tmp_path / "data_neg")
+    argv = ["eval", *tmp_model_args, "--dataset", f"t={data}", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--max-images", "-1"]) == 2
