@@ -47,8 +47,6 @@ class Job:
     frame: Frame
     started: float  # time.perf_counter() at the start of the round
     want: dict[str, bool] = field(default_factory=dict)
-    need_ids: bool = False
-    need_score: bool = False
     rgb: np.ndarray | None = None
     train_ids: np.ndarray | None = None
     score: np.ndarray | None = None
@@ -158,7 +156,7 @@ class Scheduler:
         jobs = []
         for key, frame in taken:
             job = Job(key, frame, started)
-            if self._guarded(key, lambda j=job: self.stages.decode(j)) is False:
+            if not self._guarded(key, lambda j=job: self.stages.decode(j)):
                 continue
             if job.want:
                 jobs.append(job)

@@ -64,9 +64,7 @@ class NodeStages:
             name: self.param(f"publish_{name}") and pub.get_subscription_count() > 0
             for name, pub in camera.pubs.items()
         }
-        job.need_ids = any(want[n] for n in NEEDS["ids"])
-        job.need_score = any(want[n] for n in NEEDS["score"])
-        if not (job.need_ids or job.need_score):
+        if not any(want.values()):
             return  # job.want stays {}: nothing to compute
         job.want = want
         msg = job.frame.msg
@@ -78,8 +76,8 @@ class NodeStages:
     def infer(self, jobs: list[Job]) -> None:
         """One forward pass for frames of one size; fills each job's train ids and score."""
         t1 = time.perf_counter()
-        need_ids = any(j.need_ids for j in jobs)
-        need_score = any(j.need_score for j in jobs)
+        need_ids = any(needs(j, "ids") for j in jobs)
+        need_score = any(needs(j, "score") for j in jobs)
         pred = self.loaded.model(
             to_batch([j.rgb for j in jobs], self.loaded.device),
             scores=(self.score_name,) if need_score else (),
@@ -91,8 +89,8 @@ class NodeStages:
         scores = pred.scores[self.score_name].cpu().numpy() if need_score else None
         t2 = time.perf_counter()
         for i, job in enumerate(jobs):
-            job.train_ids = ids[i] if job.need_ids else None
-            job.score = scores[i] if job.need_score else None
+            job.train_ids = ids[i] if needs(job, "ids") else None
+            job.score = scores[i] if needs(job, "score") else None
             job.inference_ms = (t2 - t1) * 1e3
 
     def publish(self, job: Job) -> None:
@@ -158,6 +156,12 @@ class NodeStages:
             lo, hi = score_range(score, self.loaded.score_stats)
             values["overlay"] = score_overlay(job.rgb, score, lo, hi, threshold)
         return values
+
+
+def needs(job: Job, kind: str) -> bool:
+    """Whether an output the job wants is computed from `kind` ("ids": the train ids, "score":
+    the anomaly score)."""
+    return any(job.want.get(name) for name in NEEDS[kind])
 
 
 def obstacle_array(
