@@ -29,6 +29,8 @@ setup(
             "ros-rclpy[fastrtps]>=9",
             "ros-sensor-msgs>=5",
             "ros-diagnostic-msgs>=5",
+            "ros-geometry-msgs>=5",
+            "ros-visualization-msgs>=5",
             "rosbags>=0.10",
         ],
         # what colcon needs to generate and build msg/*.msg (the wheels do not declare these)
