@@ -1,0 +1,94 @@
+"""Pixel rays of one camera in the output frame, and where they meet the ground or a vertical
+plane (pure functions shared by `locate` and `points`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sleeg_core.projection.camera import CameraGeometry
+
+HORIZONTAL_EPS = 1e-9  # a ray (or line of sight) with less horizontal extent is vertical
+
+
+class Rays:
+    """The rays of a camera's pixels in the output frame: pixel (u, v) at optical depth d is the
+    point t + d·R·((u - cx)/fx, (v - cy)/fy, 1)."""
+
+    def __init__(self, camera: CameraGeometry) -> None:
+        self.intrinsics = camera.intrinsics
+        self.rotation, self.origin = camera.pose.optical_to_output()
+
+    def directions(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """N×3 output-frame directions of the pixels (u, v) (optical z component 1)."""
+        return self.intrinsics.rays(u, v) @ self.rotation.T
+
+    def to_output(self, u: np.ndarray, v: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """N×3 output-frame points of pixels (u, v) at optical depths `depth` (metres)."""
+        return self.origin + np.asarray(depth, dtype=np.float64).reshape(-1, 1) * self.directions(
+            u, v
+        )
+
+    def line_of_sight(self, u: float, v: float) -> np.ndarray | None:
+        """Unit horizontal (x, y) direction of pixel (u, v)'s ray; None for a vertical ray."""
+        d = self.directions(np.array([u]), np.array([v]))[0, :2]
+        norm = float(np.hypot(d[0], d[1]))
+        return None if norm < HORIZONTAL_EPS else d / norm
+
+    def ranges(self, points: np.ndarray, sight: np.ndarray) -> np.ndarray:
+        """Horizontal distances of N×3 points from the camera along the unit line of sight."""
+        return (points[:, :2] - self.origin[:2]) @ sight
+
+    def at_range(self, u: float, v: float, sight: np.ndarray, reach: float) -> np.ndarray:
+        """The point of pixel (u, v)'s ray at horizontal range `reach` along `sight` (the pixel's
+        own line of sight)."""
+        d = self.directions(np.array([u]), np.array([v]))[0]
+        return self.origin + d * (reach / float(d[:2] @ sight))
+
+
+def to_ground(rays: Rays, u: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+    """N×3 points where the pixels' rays meet the ground z = 0 (rays that do not reach it in
+    front of the camera are left out); None when the camera is not above the ground or no ray
+    reaches it."""
+    height = float(rays.origin[2])
+    if not height > 0:
+        return None
+    d = rays.directions(u, v)
+    down = d[:, 2] < 0
+    if not down.any():
+        return None
+    d = d[down]
+    points = rays.origin + d * (height / -d[:, 2:3])
+    points[:, 2] = 0.0
+    return points
+
+
+def silhouette(
+    region: np.ndarray,
+    origin: tuple[int, int],
+    rays: Rays,
+    sight: np.ndarray,
+    contact: np.ndarray,
+) -> tuple[float, float]:
+    """(width, height) in metres of a region (h×w bool, its top-left pixel at `origin`) on the
+    vertical plane through `contact` facing the camera along `sight`: the extent across the line
+    of sight of its rows' outer pixel edges, and the height above `contact` of its columns' top
+    pixel edges. NaN where no ray meets the plane."""
+    rows = np.flatnonzero(region.any(axis=1))
+    left = np.argmax(region[rows], axis=1)
+    right = region.shape[1] - 1 - np.argmax(region[rows, ::-1], axis=1)
+    cols = np.flatnonzero(region.any(axis=0))
+    top = np.argmax(region[:, cols], axis=0)
+    x0, y0 = origin
+    u = np.concatenate([left - 0.5, right + 0.5, cols.astype(np.float64)]) + x0
+    v = np.concatenate([rows, rows, top - 0.5]).astype(np.float64) + y0
+    d = rays.directions(u, v)
+    along = d[:, :2] @ sight
+    reach = float((contact[:2] - rays.origin[:2]) @ sight)
+    ok = along > HORIZONTAL_EPS
+    points = rays.origin + d * (reach / np.where(ok, along, 1.0))[:, None]
+    n_side = 2 * rows.size
+    across = points[:, :2] @ np.array([-sight[1], sight[0]])
+    side_ok, top_ok = ok[:n_side], ok[n_side:]
+    width = float(np.ptp(across[:n_side][side_ok])) if side_ok.any() else float("nan")
+    height = float(points[n_side:, 2][top_ok].max() - contact[2]) if top_ok.any() else float("nan")
+    return width, height
