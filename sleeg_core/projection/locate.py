@@ -35,7 +35,7 @@ from sleeg_core.projection.rays import Rays, silhouette, to_ground
 RANGE_PERCENTILE = 10.0  # the near face; robust to a few stray pixels and background at the edges
 MIN_DEPTH_FRACTION = 0.25  # of the region's pixels with a valid depth reading
 MIN_DEPTH_READINGS = 4
-DEPTH_ENCODINGS = {"16UC1": (np.uint16, 0.001), "32FC1": (np.float32, 1.0)}  # dtype, to metres
+DEPTH_ENCODINGS = {"16UC1": (np.uint16, 1000.0), "32FC1": (np.float32, 1.0)}  # dtype, units/m
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,14 @@ def decode_depth(data: np.ndarray, encoding: str) -> np.ndarray:
         raise GeometryError(
             f"depth encoding '{encoding}' not supported; one of {', '.join(DEPTH_ENCODINGS)}"
         )
-    dtype, to_metres = DEPTH_ENCODINGS[encoding]
+    dtype, per_metre = DEPTH_ENCODINGS[encoding]
     data = np.asarray(data)
     if data.ndim != 2 or data.dtype != dtype:
         raise GeometryError(
             f"depth image: expected a 2-D {np.dtype(dtype).name} array for {encoding}, "
             f"got {data.dtype.name} of shape {data.shape}"
         )
-    metres = data.astype(np.float32) * np.float32(to_metres)
+    metres = data.astype(np.float32) / np.float32(per_metre)
     metres[~(metres > 0) | ~np.isfinite(metres)] = np.nan
     return metres
 
