@@ -10,15 +10,17 @@ start-up.
 One node serves one camera (default: `image` in, outputs unprefixed) or the N cameras named by
 parameter `cameras` with one model (sleeg_ros.cameras): camera c reads `c/image` and publishes
 `c/anomaly/score` etc., with its own `c.*` parameters (threshold, image_transport, ignore_mask,
-roi_polygon). A subscription callback only drops the message into its camera's latest-frame slot;
-each round the inference thread takes the newest frame of every camera that has one, decodes
-them, runs `AnomalySegmenter` once per group of equal frame sizes (one batch) and hands the round
-to the publishing thread, which post-processes and publishes every output with its input's header
-(sleeg_ros.stages) while the next round runs (at most one round waits between them). Outputs
-nobody subscribes to are not computed. Health (one status per camera, sleeg_ros.diagnostics) goes
-to /diagnostics in every state; every topic's QoS may be changed by `qos_overrides` parameters
-(sleeg_ros.endpoints). SIGINT/SIGTERM run the shutdown transition (the worker threads joined)
-before the node and its context go.
+roi_polygon, camera_pose). Each camera also subscribes its `camera_info` (`c/camera_info`) and,
+with `use_depth`, its aligned `depth` image: with its pose (`camera_pose`) they give the obstacles
+their metres in `output_frame` and the 3D outputs (sleeg_ros.camera_geometry). A subscription
+callback only drops the message into its camera's latest-frame slot; each round the inference
+thread takes the newest frame of every camera that has one, decodes them, runs `AnomalySegmenter`
+once per group of equal frame sizes (one batch) and hands the round to the publishing thread, which
+post-processes and publishes every output with its input's header (sleeg_ros.stages) while the next
+round runs (at most one round waits between them). Outputs nobody subscribes to are not computed.
+Health (one status per camera, sleeg_ros.diagnostics) goes to /diagnostics in every state; every
+topic's QoS may be changed by `qos_overrides` parameters (sleeg_ros.endpoints). SIGINT/SIGTERM run
+the shutdown transition (the worker threads joined) before the node and its context go.
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from sleeg_core.data.geometry import RESIZE_MODES
 from sleeg_ros import endpoints
+from sleeg_ros.camera_geometry import CameraInputs, ParameterPoses
 from sleeg_ros.cameras import (
     Camera,
     judged_area,
@@ -88,6 +92,7 @@ class AnomalyNode(LifecycleNode):
         self.scheduler: Scheduler | None = None  # active (activate → deactivate)
         for camera in self.cameras:
             camera.health = HealthMonitor(self.limits)
+            camera.inputs = CameraInputs()  # kept from construction: the last camera_info
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.diagnostics_pub = endpoints.publisher(self, STATUS_TYPE, STATUS_TOPIC, managed=False)
         self.create_timer(self.param("status_period_s"), self._publish_status)
@@ -182,7 +187,10 @@ class AnomalyNode(LifecycleNode):
             for out in OUTPUTS:
                 topic = camera.topic(out.topic)
                 camera.pubs[out.name] = endpoints.publisher(self, out.msg_type, topic, True)
-        self.stages = NodeStages(self.cameras, loaded, self.param, log, resize_mode)
+        poses = ParameterPoses.from_params(
+            [(c.name, c.in_force(self.param, "camera_pose")) for c in self.cameras], self.param
+        )
+        self.stages = NodeStages(self.cameras, loaded, self.param, log, resize_mode, poses)
         inputs = "; ".join(
             f"threshold {c.threshold:.4g}, input {c.transport} on {c.input_topic}"
             for c in self.cameras
@@ -208,7 +216,21 @@ class AnomalyNode(LifecycleNode):
             camera.subscription = endpoints.subscription(
                 self, camera.input_kind, camera.input_topic, on_frame, qos
             )
+            self._subscribe_geometry(camera, qos)
         self.scheduler.start()
+
+    def _subscribe_geometry(self, camera: Camera, qos: QoSProfile) -> None:
+        """The camera's camera_info (the last one is kept from earlier activations) and, with
+        use_depth, its depth images (the newest few kept for stamp matching)."""
+        camera.geometry_issues, camera.geometry_logged = None, set()
+        inputs = camera.inputs
+        inputs.forget_depth()
+        subs = [endpoints.subscription(self, CameraInfo, camera.info_topic, inputs.on_info, qos)]
+        if self.param("use_depth"):
+            subs.append(
+                endpoints.subscription(self, Image, camera.depth_topic, inputs.on_depth, qos)
+            )
+        camera.geometry_subs = subs
 
     def _deactivate(self, state: LifecycleState) -> None:
         """Stop what activate started (whatever part of it exists); on CUDA the model moves to
@@ -217,6 +239,9 @@ class AnomalyNode(LifecycleNode):
             if camera.subscription is not None:
                 self.destroy_subscription(camera.subscription)
                 camera.subscription = None
+            for sub in camera.geometry_subs:
+                self.destroy_subscription(sub)
+            camera.geometry_subs = []
         if self.scheduler is not None:  # its threads finish their frames: nothing publishes after
             self.scheduler.stop()
             self.scheduler = None

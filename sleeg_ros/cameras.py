@@ -1,8 +1,9 @@
 """The node's cameras: the naming rule, each camera's topics, parameters and health.
 
 One node serves one camera (no `cameras`: name "", `image` in, outputs unprefixed) or the cameras
-named by parameter `cameras`: camera c reads `c/image`, publishes `c/anomaly/score` etc. and has
-its own `c.*` parameters (sleeg_ros.parameters.CAMERA_PARAMS), each empty one meaning the node's.
+named by parameter `cameras`: camera c reads `c/image` (and `c/camera_info`, `c/depth` beside it),
+publishes `c/anomaly/score` etc. and has its own `c.*` parameters
+(sleeg_ros.parameters.CAMERA_PARAMS), each empty one meaning the node's.
 A camera name is one ROS name token (a letter, then letters, digits or _), checked here for the
 node's parameter and the launch file's arguments alike. `ros2 launch` imports this module in the
 launch process, so it does not load PyTorch: `judged_area` imports sleeg_core.data.geometry when
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from rclpy.subscription import Subscription
 
     from sleeg_core.data.geometry import JudgedArea
+    from sleeg_ros.camera_geometry import CameraInputs
 
 CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a camera's name: one ROS name token
 Param = Callable[[str], Any]  # a parameter's value by name
@@ -80,10 +82,16 @@ class Camera:
     input_topic: str  # resolved
     status_name: str  # of its /diagnostics status
     hardware_id: str
+    info_topic: str = ""  # its camera_info (resolved)
+    depth_topic: str = ""  # its aligned depth image (resolved; subscribed with use_depth)
     threshold: float = math.nan  # in force (the camera's, else the node's, else the head file's)
     judged: JudgedArea | None = None
     pubs: dict[str, LifecyclePublisher] = field(default_factory=dict)
     subscription: Subscription | None = None
+    geometry_subs: list[Subscription] = field(default_factory=list)  # camera_info, depth
+    inputs: CameraInputs | None = None  # the last camera_info and newest depth images
+    geometry_issues: dict[str, str] | None = None  # the newest frame's causes (None: no frame)
+    geometry_logged: set[str] = field(default_factory=set)  # causes logged in this activation
     health: HealthMonitor | None = None
     last_stamp_ns: int | None = None  # header stamp of the newest frame
     last_logged: tuple[Level, tuple[str, ...]] | None = None  # the last logged level and causes
@@ -133,6 +141,8 @@ def _camera(node: LifecycleNode, param: Param, name: str) -> Camera:
         topic,
         status_name=f"{node.get_name()}: {topic}",
         hardware_id=hardware_id or topic,
+        info_topic=node.resolve_topic_name(probe.topic("camera_info")),
+        depth_topic=node.resolve_topic_name(probe.topic("depth")),
     )
 
 

@@ -1,9 +1,10 @@
 """The node's /diagnostics: one status per camera, in every lifecycle state.
 
 While active, a camera's status is the health of its input and of the inference (sleeg_ros.health)
-with the frame slot's counts and the newest frame's age; in any other state WARN naming the
-state, or ERROR naming the last failed transition. A level change (or a new cause at the same
-level) is logged once; every status goes to the log at DEBUG.
+with the frame slot's counts and the newest frame's age, and WARN for what the newest frame's
+metric outputs lacked (key `geometry`: its causes, or ok; sleeg_ros.camera_geometry); in any other
+state WARN naming the state, or ERROR naming the last failed transition. A level change (or a new
+cause at the same level) is logged once; every status goes to the log at DEBUG.
 """
 
 from __future__ import annotations
@@ -73,7 +74,15 @@ def _active(
         "dropped": slots.dropped[camera.name],
         "frame_age_s": age,  # now − the newest frame's header stamp
     }
-    return health.level, health.message, health.causes, values
+    level, message, causes = health.level, health.message, health.causes
+    issues = camera.geometry_issues
+    if issues is not None:  # a frame's metric outputs were computed
+        values["geometry"] = ", ".join(issues) or "ok"
+    if issues:
+        text = "; ".join(issues.values())
+        message = text if level == Level.OK else f"{message}; {text}"
+        level, causes = max(level, Level.WARN), (*causes, *issues)
+    return level, message, causes, values
 
 
 def _gpu_memory(device: torch.device | None) -> dict[str, float]:

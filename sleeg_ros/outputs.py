@@ -3,11 +3,15 @@
 Every per-frame output is published under its camera's prefix (`c/anomaly/score`; the single
 camera: unprefixed) and switched by parameter `publish_<name>`. `needs` says which model output it
 is computed from ("ids": the train ids, "score": the anomaly score); `thresholded` ones need a
-threshold in force (none: they are not published). The node, its parameters, the bag replay and
-the tests read this table; /diagnostics is the node's status topic, not a per-frame output.
+threshold in force (none: they are not published); `spatial` ones are in metres in the node's
+`output_frame` (their header's frame_id) and need the camera's geometry (sleeg_ros.camera_geometry);
+`default` is their `publish_<name>` default. The node, its parameters, the bag replay and the
+tests read this table; /diagnostics is the node's status topic, not a per-frame output.
 
 >>> [o.name for o in OUTPUTS if o.needs == "ids"]
 ['segmentation', 'color']
+>>> [o.name for o in OUTPUTS if o.spatial]
+['obstacles', 'points', 'markers']
 >>> type_name(Image)
 'sensor_msgs/msg/Image'
 """
@@ -17,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
 
 from sleeg_ros.msg import AnomalyObstacleArray
 
@@ -35,6 +40,8 @@ class Output:
     needs: str  # "ids" (train ids) | "score" (anomaly score)
     encoding: str = ""  # of an Image output
     thresholded: bool = False  # computed from the mask at the threshold in force
+    spatial: bool = False  # metres in output_frame, from the camera's geometry
+    default: bool = True  # publish_<name>'s default
 
 
 OUTPUTS: tuple[Output, ...] = (
@@ -42,8 +49,27 @@ OUTPUTS: tuple[Output, ...] = (
     Output("color", Image, "segmentation/color", "ids", "rgb8"),
     Output("score", Image, "anomaly/score", "score", "32FC1"),
     Output("mask", Image, "anomaly/mask", "score", "mono8", thresholded=True),
-    Output("obstacles", AnomalyObstacleArray, "anomaly/obstacles", "score", thresholded=True),
+    Output(
+        "obstacles",
+        AnomalyObstacleArray,
+        "anomaly/obstacles",
+        "score",
+        thresholded=True,
+        spatial=True,
+    ),
     Output("overlay", Image, "overlay", "score", "rgb8", thresholded=True),
+    # the mask's pixels in 3D (x, y, z, score), for point-cloud filters and costmaps
+    Output(
+        "points",
+        PointCloud2,
+        "anomaly/points",
+        "score",
+        thresholded=True,
+        spatial=True,
+        default=False,
+    ),
+    # one box and one label per located obstacle, for RViz
+    Output("markers", MarkerArray, "anomaly/markers", "score", thresholded=True, spatial=True),
 )
 OUTPUT_NAMES = tuple(o.name for o in OUTPUTS)
 

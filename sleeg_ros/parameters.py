@@ -18,7 +18,7 @@ from rcl_interfaces.msg import (
 )
 
 from sleeg_core.model.tta import NODE_TTA
-from sleeg_ros.outputs import OUTPUT_NAMES
+from sleeg_ros.outputs import OUTPUTS
 
 
 class StartupError(Exception):
@@ -161,7 +161,50 @@ PARAMS: tuple[Param, ...] = (
     Param("threshold", math.nan, "mask threshold on the score; NaN: the head file's", runtime=True),
     Param("mask_open_px", 3, "morphological opening kernel (0: off)", True, int_range=(0, 63)),
     Param("min_blob_area", 64, "drop mask blobs smaller than this", True, int_range=(0, 10**7)),
-    *(Param(f"publish_{o}", True, f"publish the {o} output", runtime=True) for o in OUTPUT_NAMES),
+    *(
+        Param(f"publish_{o.name}", o.default, f"publish the {o.name} output", runtime=True)
+        for o in OUTPUTS
+    ),
+    Param(
+        "output_frame",
+        "base_link",
+        "frame of every metric output (obstacles' metres, points, markers; their frame_id) and "
+        "of camera_pose (REP 103/105)",
+    ),
+    Param(
+        "camera_pose",
+        [],
+        "the camera's body frame (x forward, y left, z up) in output_frame: [x, y, z, roll, "
+        "pitch, yaw] in metres and radians; []: unknown (obstacles without metres)",
+        dynamic_typing=True,
+    ),
+    Param(
+        "use_depth",
+        False,
+        "subscribe `depth` beside the image (aligned depth: 16UC1 mm or 32FC1 m, the image's "
+        "size or a uniform scale of it) and locate obstacles from it where it has readings",
+    ),
+    Param(
+        "depth_max_age_s",
+        0.05,
+        "a depth image is used for a frame when their header stamps differ by at most this",
+        runtime=True,
+        float_range=(0.0, 10.0),
+    ),
+    Param(
+        "points_budget",
+        5000,
+        "at most this many points per anomaly/points cloud (evenly subsampled)",
+        runtime=True,
+        int_range=(1, 10**7),
+    ),
+    Param(
+        "markers_lifetime_s",
+        0.5,
+        "lifetime of the anomaly/markers boxes and labels (0: until replaced)",
+        runtime=True,
+        float_range=(0.0, 3600.0),
+    ),
     Param(
         "image_transport",
         "raw",
@@ -212,6 +255,12 @@ CAMERA_PARAMS: tuple[Param, ...] = (
         "roi_polygon",
         [],
         "this camera's judged region (as roi_polygon); empty: the node's",
+        dynamic_typing=True,
+    ),
+    Param(
+        "camera_pose",
+        [],
+        "this camera's pose in output_frame (as camera_pose); empty: the node's",
         dynamic_typing=True,
     ),
 )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from rclpy.impl.rcutils_logger import RcutilsLogger
-from sensor_msgs.msg import CompressedImage, RegionOfInterest
+from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header
 
 from sleeg_core.data.geometry import restrict_score
@@ -25,17 +25,21 @@ from sleeg_core.data.images import to_batch
 from sleeg_core.data.labels import colorize
 from sleeg_core.eval.obstacles import Obstacle, find_obstacles
 from sleeg_core.eval.visualize import score_overlay, score_range
+from sleeg_core.projection.locate import locate_obstacles
+from sleeg_core.projection.points import anomaly_points
+from sleeg_ros.camera_geometry import CameraInputs, PoseSource, effect, frame_geometry, stamp_ns
 from sleeg_ros.cameras import Camera
 from sleeg_ros.conversions import array_to_image
 from sleeg_ros.health import Timings
+from sleeg_ros.metric_msgs import metric_header, obstacle_array, obstacle_markers, point_cloud
 from sleeg_ros.model_setup import LoadedModel
-from sleeg_ros.msg import AnomalyObstacle, AnomalyObstacleArray
 from sleeg_ros.outputs import OUTPUTS
 from sleeg_ros.scheduler import Job
 
 LOG_THROTTLE_S = 5.0
 NEEDS = {need: tuple(o.name for o in OUTPUTS if o.needs == need) for need in ("ids", "score")}
 THRESHOLDED = tuple(o.name for o in OUTPUTS if o.thresholded)
+SPATIAL = tuple(o.name for o in OUTPUTS if o.spatial)
 
 
 class NodeStages:
@@ -48,6 +52,7 @@ class NodeStages:
         param: Callable[[str], Any],
         log: RcutilsLogger,
         resize_mode: str,
+        poses: PoseSource | None = None,
     ) -> None:
         self.cameras = {c.name: c for c in cameras}
         self.loaded = loaded
@@ -56,6 +61,9 @@ class NodeStages:
         self.resize_mode = resize_mode
         self.score_name = param("score")
         self.max_pixels = param("max_input_pixels")
+        self.poses = poses  # None: no camera has a pose
+        self.output_frame = param("output_frame")
+        self.use_depth = param("use_depth")
 
     def decode(self, job: Job) -> None:
         """The outputs a frame needs and, when there are some, its pixels."""
@@ -150,38 +158,60 @@ class NodeStages:
         )
         if want["mask"]:
             values["mask"] = mask
-        if want["obstacles"]:
-            values["obstacles"] = obstacle_array(header, threshold, mask, obstacles)
         if want["overlay"]:
             lo, hi = score_range(score, self.loaded.score_stats)
             values["overlay"] = score_overlay(job.rgb, score, lo, hi, threshold)
+        if any(want[n] for n in SPATIAL):
+            values |= self._metric_outputs(job, camera, header, score, mask, obstacles)
         return values
+
+    def _metric_outputs(
+        self,
+        job: Job,
+        camera: Camera,
+        header: Header,
+        score: np.ndarray,
+        mask: np.ndarray,
+        obstacles: list[Obstacle],
+    ) -> dict[str, Any]:
+        """The metric outputs wanted (obstacles, points, markers) from the camera's geometry."""
+        stamp = stamp_ns(job.frame.msg)
+        pose = self.poses.pose(camera.name, stamp) if self.poses is not None else None
+        max_age = self.param("depth_max_age_s") if self.use_depth else None
+        geo = frame_geometry(camera.inputs or CameraInputs(), pose, stamp, mask.shape, max_age)
+        self._report(camera, geo.issues)
+        want, values = job.want, {}
+        metric = metric_header(header, self.output_frame)
+        if want["obstacles"] or want["markers"]:
+            locations = locate_obstacles(mask, obstacles, geo.camera, geo.depth_m)
+        if want["obstacles"]:
+            values["obstacles"] = obstacle_array(
+                header, camera.threshold, mask, obstacles, locations, self.output_frame
+            )
+        if want["markers"]:
+            xy = tuple(pose.translation[:2]) if pose is not None else (0.0, 0.0)
+            lifetime = self.param("markers_lifetime_s")
+            ns = camera.name or "anomaly"
+            values["markers"] = obstacle_markers(metric, ns, obstacles, locations, xy, lifetime)
+        if want["points"]:
+            points = np.zeros((0, 4), np.float32)
+            if geo.camera is not None:
+                budget = self.param("points_budget")
+                points = anomaly_points(mask, geo.camera, geo.depth_m, budget, score)
+            values["points"] = point_cloud(metric, points)
+        return values
+
+    def _report(self, camera: Camera, issues: dict[str, str]) -> None:
+        """Log each cause the first time it appears (in this activation: a cause that comes and
+        goes is not logged again) and keep the frame's causes for /diagnostics."""
+        for cause, text in issues.items():
+            if cause not in camera.geometry_logged:
+                camera.geometry_logged.add(cause)
+                self.log.warning(f"{camera.input_topic}: {text}: {effect(cause)}")
+        camera.geometry_issues = dict(issues)
 
 
 def needs(job: Job, kind: str) -> bool:
     """Whether an output the job wants is computed from `kind` ("ids": the train ids, "score":
     the anomaly score)."""
     return any(job.want.get(name) for name in NEEDS[kind])
-
-
-def obstacle_array(
-    header: Header, threshold: float, mask: np.ndarray, obstacles: list[Obstacle]
-) -> AnomalyObstacleArray:
-    """The obstacles message of a frame's mask and its blobs."""
-    out = AnomalyObstacleArray(
-        header=header,
-        threshold=float(threshold),
-        anomalous_fraction=float(np.count_nonzero(mask)) / mask.size,
-    )
-    out.obstacles = [
-        AnomalyObstacle(
-            roi=RegionOfInterest(x_offset=o.x, y_offset=o.y, width=o.width, height=o.height),
-            pixel_area=o.pixel_area,
-            mean_score=o.mean_score,
-            max_score=o.max_score,
-            centroid_x=o.centroid_x,
-            centroid_y=o.centroid_y,
-        )
-        for o in obstacles
-    ]
-    return out

@@ -39,10 +39,13 @@ def start_node(
     *params: str,
     remap: str = "image:=/cam/image",
     params_file: Path | None = None,
+    remaps: tuple[str, ...] = (),
 ) -> Popen:
-    """The real node executable with config/anomaly.yaml (then `params_file`) and `-p name:=value`
-    overrides."""
+    """The real node executable with config/anomaly.yaml (then `params_file`), `-p name:=value`
+    overrides and the `remap` of its input (then `remaps`)."""
     args = ["--ros-args", "--params-file", str(REPO / "config" / "anomaly.yaml"), "-r", remap]
+    for rule in remaps:
+        args += ["-r", rule]
     if params_file is not None:
         args += ["--params-file", str(params_file)]
     for p in params:

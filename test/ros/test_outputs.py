@@ -18,19 +18,23 @@ from sleeg_ros.cameras import Camera
 from sleeg_ros.conversions import array_to_image
 from sleeg_ros.health import HealthMonitor, Limits
 from sleeg_ros.model_setup import LoadedModel
-from sleeg_ros.msg import AnomalyObstacleArray
+from sleeg_ros.msg import AnomalyObstacle, AnomalyObstacleArray
 from sleeg_ros.outputs import OUTPUT_NAMES, OUTPUTS, STATUS_TOPIC, topic_types, type_name
 from sleeg_ros.parameters import PARAMS
 from sleeg_ros.scheduler import Frame, Job
 from sleeg_ros.stages import NodeStages
 
 H, W = 8, 12
+METRIC_PARAMS = ("output_frame", "use_depth", "depth_max_age_s", "points_budget")
 
 
 def test_every_output_has_its_publish_parameter_and_its_own_topic() -> None:
     params = {p.name: p for p in PARAMS}
-    for name in OUTPUT_NAMES:
-        assert params[f"publish_{name}"].default is True and params[f"publish_{name}"].runtime
+    for out in OUTPUTS:
+        param = params[f"publish_{out.name}"]
+        assert param.default is out.default and param.runtime
+    assert [o.name for o in OUTPUTS if not o.default] == ["points"]  # off unless asked
+    assert all(o.thresholded for o in OUTPUTS if o.spatial)  # computed from the mask
     assert len({o.topic for o in OUTPUTS}) == len(OUTPUTS) == len(set(OUTPUT_NAMES))
     assert {o.needs for o in OUTPUTS} == {"ids", "score"}
     assert all(o.encoding for o in OUTPUTS if o.msg_type is Image)
@@ -76,6 +80,7 @@ def stages_for(subscribed: set[str], threshold: float) -> tuple[NodeStages, Came
     camera.health = HealthMonitor(Limits(2.0, 1000.0, 0.1, 10.0))
     params = {f"publish_{n}": True for n in OUTPUT_NAMES}
     params |= {"score": "sleeg", "max_input_pixels": 2**24, "mask_open_px": 0, "min_blob_area": 0}
+    params |= {p.name: p.default for p in PARAMS if p.name in METRIC_PARAMS}
     model = Model()
     loaded = LoadedModel(model, "fake", torch.device("cpu"), None, 1, score_stats=None)
     return NodeStages([camera], loaded, params.__getitem__, get_logger("t"), "pad"), camera, model
@@ -129,6 +134,13 @@ def test_the_anomaly_outputs_need_only_the_score_and_follow_the_table() -> None:
     obstacles = out["obstacles"][0]
     assert obstacles.anomalous_fraction == pytest.approx(0.25)
     assert [(o.roi.width, o.roi.height) for o in obstacles.obstacles] == [(W // 2, H // 2)]
+    # no camera_info and no pose: in pixels only, every metric value unknown
+    assert obstacles.output_frame == "base_link" and obstacles.header.frame_id == "cam"
+    (obstacle,) = obstacles.obstacles
+    assert obstacle.method == AnomalyObstacle.METHOD_NONE
+    metres = (obstacle.contact.x, obstacle.distance, obstacle.width, obstacle.height)
+    assert all(math.isnan(v) for v in metres)
+    assert set(camera.geometry_issues) == {"no_camera_info", "no_camera_pose"}
 
 
 def test_without_a_threshold_only_the_score_goes_out() -> None:
