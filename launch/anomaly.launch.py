@@ -12,6 +12,12 @@ Several cameras, one node and one model: `cameras:=front,left,right` (camera c r
 and publishes under `c/`), `camera_topics:=/front/image_raw,/left/image_raw,/right/image_raw`
 remaps each camera's input (in order); `camera_topic` is then not used. Per-camera parameters
 (`front.threshold`, `left.roi_polygon`, ...) go in the parameters file.
+
+Obstacles in metres: `camera_pose:='[x, y, z, roll, pitch, yaw]'` (the camera in `output_frame`,
+default base_link), `camera_info_topic` (default: `camera_info` beside `camera_topic`; with
+`cameras`, beside each of `camera_topics`), `use_depth:=true` with `depth_topics` (one per camera,
+in order) and `publish_points:=true`. The argument parsing lives in sleeg_ros.cameras (tested
+without the launch package).
 """
 
 from pathlib import Path
@@ -21,7 +27,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
-from sleeg_ros.cameras import launch_cameras
+from sleeg_ros.cameras import launch_cameras, launch_geometry, launch_pose
 
 BOOLEANS = {"true": True, "false": False}
 OVERRIDES = (
@@ -35,11 +41,17 @@ OVERRIDES = (
     "resize_mode",
     "tta",
     "ignore_mask",
+    "output_frame",
+    "camera_pose",
+    "use_depth",
+    "publish_points",
 )
+SWITCHES = ("autostart", "use_depth", "publish_points")  # true | false
 
 
 def _node(context, *_args, **_kwargs):
     names = (*OVERRIDES, "camera_topic", "cameras", "camera_topics")
+    names += ("camera_info_topic", "depth_topics")
     arg = {name: context.launch_configurations[name] for name in names}
     overrides = {k: arg[k] for k in OVERRIDES if arg[k] != ""}
     cameras, remappings = launch_cameras(arg["cameras"], arg["camera_topics"])
@@ -47,13 +59,19 @@ def _node(context, *_args, **_kwargs):
         overrides["cameras"] = cameras
     else:
         remappings = [("image", arg["camera_topic"])]
+    images = [topic for _, topic in remappings]
+    remappings += launch_geometry(cameras, images, arg["camera_info_topic"], arg["depth_topics"])
     if "threshold" in overrides:
         overrides["threshold"] = float(overrides["threshold"])
-    if "autostart" in overrides:
-        value = overrides["autostart"].lower()
+    if "camera_pose" in overrides:
+        overrides["camera_pose"] = launch_pose(overrides["camera_pose"])
+    for name in SWITCHES:
+        if name not in overrides:
+            continue
+        value = overrides[name].lower()
         if value not in BOOLEANS:
-            raise ValueError(f"launch argument 'autostart': '{value}' is not true or false")
-        overrides["autostart"] = BOOLEANS[value]
+            raise ValueError(f"launch argument '{name}': '{value}' is not true or false")
+        overrides[name] = BOOLEANS[value]
     return [
         Node(
             package="sleeg_ros",
@@ -131,6 +149,36 @@ def generate_launch_description() -> LaunchDescription:
                 "ignore_mask",
                 default_value="",
                 description="PNG of pixels never judged anomalous (nonzero = ignore)",
+            ),
+            DeclareLaunchArgument(
+                "output_frame",
+                default_value="",
+                description="frame of the obstacles' metres, points and markers (base_link)",
+            ),
+            DeclareLaunchArgument(
+                "camera_pose",
+                default_value="",
+                description="[x, y, z, roll, pitch, yaw] of the camera in output_frame (m, rad)",
+            ),
+            DeclareLaunchArgument(
+                "camera_info_topic",
+                default_value="",
+                description="the camera's CameraInfo (default: camera_info beside camera_topic)",
+            ),
+            DeclareLaunchArgument(
+                "use_depth",
+                default_value="",
+                description="true: locate obstacles from an aligned depth image where it has one",
+            ),
+            DeclareLaunchArgument(
+                "depth_topics",
+                default_value="",
+                description="aligned depth image topic(s), one per camera in order (use_depth)",
+            ),
+            DeclareLaunchArgument(
+                "publish_points",
+                default_value="",
+                description="true: publish anomaly/points (PointCloud2 in output_frame)",
             ),
             OpaqueFunction(function=_node),
         ]

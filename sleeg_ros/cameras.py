@@ -13,6 +13,10 @@ configure calls it.
 ['front', 'left']
 >>> launch_cameras("front, left", "/f/image_raw, /l/image_raw")[1]
 [('front/image', '/f/image_raw'), ('left/image', '/l/image_raw')]
+>>> launch_geometry(["front"], ["/f/image_raw"], "", "/f/depth")
+[('front/camera_info', '/f/camera_info'), ('front/depth', '/f/depth')]
+>>> launch_pose("[1.9, 0, 1.4, 0, 0.05, 0]")
+[1.9, 0.0, 1.4, 0.0, 0.05, 0.0]
 """
 
 from __future__ import annotations
@@ -65,6 +69,49 @@ def launch_cameras(cameras: str, topics: str) -> tuple[list[str], list[tuple[str
             f"launch argument 'camera_topics': {len(bases)} topic(s) for {len(names)} camera(s)"
         )
     return names, [(f"{name}/image", topic) for name, topic in zip(names, bases, strict=False)]
+
+
+def launch_geometry(
+    cameras: list[str], image_topics: list[str], info_topic: str, depth_topics: str
+) -> list[tuple[str, str]]:
+    """Remappings of each camera's `camera_info` (launch argument `camera_info_topic`, else
+    beside its image topic: /cam/image_raw → /cam/camera_info) and `depth` (`depth_topics`, in the
+    cameras' order; empty: not remapped). `cameras` [] is the single camera ("")."""
+    names = cameras or [""]
+    depths = _launch_list(depth_topics)
+    if depths and len(depths) != len(names):
+        raise ValueError(
+            f"launch argument 'depth_topics': {len(depths)} topic(s) for {len(names)} camera(s)"
+        )
+    if info_topic and cameras:
+        raise ValueError("launch argument 'camera_info_topic': for the single camera only")
+    remaps = []
+    for name, image in zip(names, image_topics, strict=False):
+        prefix = f"{name}/" if name else ""
+        remaps.append((f"{prefix}camera_info", info_topic or beside(image, "camera_info")))
+    prefixes = [f"{n}/" if n else "" for n in names]
+    return remaps + [(f"{p}depth", topic) for p, topic in zip(prefixes, depths, strict=False)]
+
+
+def beside(topic: str, name: str) -> str:
+    """The topic `name` in `topic`'s namespace (image_transport's camera_info convention)."""
+    return f"{topic.rstrip('/').rpartition('/')[0]}/{name}"
+
+
+def launch_pose(text: str) -> list[float]:
+    """Launch argument `camera_pose` ("[x, y, z, roll, pitch, yaw]") → 6 floats, else a
+    ValueError naming it."""
+    items = _launch_list(text)
+    try:
+        values = [float(v) for v in items]
+    except ValueError as err:
+        raise ValueError(f"launch argument 'camera_pose': {err}") from err
+    if len(values) != 6:
+        raise ValueError(
+            f"launch argument 'camera_pose': [x, y, z, roll, pitch, yaw] needs 6 numbers, "
+            f"got {len(values)}"
+        )
+    return values
 
 
 def _launch_list(text: str) -> list[str]:
