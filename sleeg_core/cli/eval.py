@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -13,14 +14,17 @@ from sleeg_core.common.errors import SleegError
 from sleeg_core.data.datasets import open_dataset
 from sleeg_core.data.labels import AnomalySample
 from sleeg_core.eval.evaluation import (
+    HEAD_SCORE,
     DatasetResult,
+    MaskRule,
     evaluate_dataset,
     evenly_spaced,
     images_of,
     results_table,
     sml_statistics_from_images,
 )
-from sleeg_core.eval.plots import plot_curves, plot_examples
+from sleeg_core.eval.obstacles import NODE_CLEANUP, MaskCleanup
+from sleeg_core.eval.plots import plot_breakdown, plot_curves, plot_examples
 from sleeg_core.model.estimators import HEAD_SCORES, score_names
 from sleeg_core.model.inference import AnomalySegmenter, load_segmenter
 
@@ -85,8 +89,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "FPR95 per score, and the share of the same draws in which 'sleeg' beats each other "
         "score (0: off)",
     )
+    add_mask_args(parser)
     parser.add_argument("--out", required=True, type=Path)
     parser.set_defaults(run=run)
+
+
+def add_mask_args(parser: argparse.ArgumentParser) -> None:
+    """The mask scored beside the scores (with --head), and the false-positive breakdown."""
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="mask threshold on the 'sleeg' score (default: the head file's, as the node)",
+    )
+    parser.add_argument(
+        "--mask-open-px",
+        type=int,
+        default=NODE_CLEANUP.open_px,
+        help=f"as the node's mask_open_px: the mask's opening kernel (default "
+        f"{NODE_CLEANUP.open_px})",
+    )
+    parser.add_argument(
+        "--min-blob-area",
+        type=int,
+        default=NODE_CLEANUP.min_area,
+        help=f"as the node's min_blob_area (default {NODE_CLEANUP.min_area})",
+    )
+    parser.add_argument(
+        "--min-blob-area-near",
+        type=float,
+        default=NODE_CLEANUP.min_area_near,
+        help=f"as the node's min_blob_area_near (default {NODE_CLEANUP.min_area_near:g})",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="false positives of 'sleeg' (else the first score) at its FPR95 threshold by the "
+        "segmentor's predicted class and by row band (far / middle / near third): a table in "
+        "results.md and <dataset>_fp_breakdown.png",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         (n, _limited(d, args.max_images)) for n, d in _open_datasets(args.dataset, args.label_map)
     ]
     size = parse_inference_size(args.size)
-    model = _load_model(args, scores, size)
+    model, head_threshold = _load_model(args, scores, size)
+    args.mask = _mask_rule(args, scores, head_threshold)
     args.out.mkdir(parents=True, exist_ok=True)
     results = [_evaluate(model, name, dataset, scores, size, args) for name, dataset in datasets]
     payload = {
@@ -149,12 +190,31 @@ def _limited(dataset: Dataset, count: int) -> Dataset:
     return itertools.islice(dataset, count)
 
 
+def _mask_rule(
+    args: argparse.Namespace, scores: list[str], head_threshold: float
+) -> MaskRule | None:
+    """The mask scored: 'sleeg' at --threshold (else the head file's), cleaned as the node does
+    with the clean-up flags; None without 'sleeg' or any threshold."""
+    cleanup = MaskCleanup(args.mask_open_px, args.min_blob_area, args.min_blob_area_near)
+    if cleanup.open_px < 0 or cleanup.min_area < 0 or not cleanup.min_area_near >= 0:
+        raise SleegError(
+            "--mask-open-px, --min-blob-area and --min-blob-area-near must be ≥ 0, got "
+            f"{cleanup.open_px}, {cleanup.min_area}, {cleanup.min_area_near}"
+        )
+    threshold = head_threshold if args.threshold is None else args.threshold
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise SleegError(f"--threshold must be a finite number, got {args.threshold}")
+    if HEAD_SCORE not in scores or not math.isfinite(threshold):
+        return None
+    return MaskRule(threshold, cleanup)
+
+
 def _load_model(
     args: argparse.Namespace, scores: list[str], size: tuple[int, int] | None
-) -> AnomalySegmenter:
+) -> tuple[AnomalySegmenter, float]:
     """The segmenter of --segmentor/--weights/--head with --lam, --tta and, for 'sml', the
-    statistics of --sml-images."""
-    model, _ = load_segmenter(args.segmentor, args.weights, args.head, args.device)
+    statistics of --sml-images; and the head file's threshold (NaN: none)."""
+    model, head_file = load_segmenter(args.segmentor, args.weights, args.head, args.device)
     if args.lam is not None:
         model.lam = args.lam
     model.tta = args.tta
@@ -167,7 +227,7 @@ def _load_model(
         if args.sml_max_images > 0:
             paths = evenly_spaced(paths, args.sml_max_images)
         model.sml_stats = sml_statistics_from_images(model, paths, size)
-    return model
+    return model, head_file.threshold if head_file is not None else math.nan
 
 
 def _evaluate(
@@ -188,8 +248,12 @@ def _evaluate(
         args.examples,
         resize_mode=args.resize_mode,
         bootstrap=args.bootstrap,
+        mask=args.mask,
+        breakdown=args.breakdown,
     )
     plot_curves(result, args.out / f"{name}_curves.png")
+    if result.breakdown is not None:
+        plot_breakdown(result, args.out / f"{name}_fp_breakdown.png")
     if result.examples:
         shown = "sleeg" if "sleeg" in scores else scores[0]
         plot_examples(result, shown, args.out / f"{name}_examples.png")

@@ -289,6 +289,15 @@ def curves(
 # ---------------------------------------------------------------- streaming mode
 
 
+def score_bins(scores: torch.Tensor, mantissa_bits: int) -> torch.Tensor:
+    """Order-preserving bin index in [0, 2**(9 + mantissa_bits)) of each float32 score (int32):
+    sign, exponent and the top `mantissa_bits` mantissa bits of its bit pattern."""
+    bits = (scores.to(torch.float32) + 0.0).view(torch.int32)  # new tensor; +0.0: -0 → +0
+    bits ^= (bits >> 31) & 0x7FFFFFFF  # negative floats: flip the magnitude, now monotone
+    bits >>= 23 - mantissa_bits  # arithmetic shift keeps the order
+    return bits.add_(1 << (8 + mantissa_bits))
+
+
 class StreamingMetrics:
     """Bounded-memory accumulator: `update()` per image, then `compute()` or `curves()`.
 
@@ -317,11 +326,7 @@ class StreamingMetrics:
         return 0 if self._hist is None else self._hist.numel() * self._hist.element_size()
 
     def _bins(self, scores: torch.Tensor) -> torch.Tensor:
-        """Order-preserving bin index in [0, n_bins) of each float32 score (int32)."""
-        bits = (scores.to(torch.float32) + 0.0).view(torch.int32)  # new tensor; +0.0: -0 → +0
-        bits ^= (bits >> 31) & 0x7FFFFFFF  # negative floats: flip the magnitude, now monotone
-        bits >>= self._shift  # arithmetic shift keeps the order
-        return bits.add_(self.n_bins >> 1)
+        return score_bins(scores, self.mantissa_bits)
 
     def update(self, scores: Array, labels: Array, valid_mask: Array | None = None) -> None:
         """Add one image (or batch): scores and labels of the same shape, optional valid mask."""
@@ -377,6 +382,15 @@ class StreamingMetrics:
     def compute(self, fpr95_rule: Fpr95Rule = "first_ge") -> AnomalyMetrics:
         """AP, AUROC, FPR95 of everything accumulated so far."""
         return metrics_from_counts(self._counts(), fpr95_rule)
+
+    def threshold_at_tpr(self, target: float = TPR_TARGET) -> float:
+        """The highest bin threshold whose TPR reaches `target` (FPR95's "first_ge" point): the
+        pixels flagged there are those whose score, truncated to `mantissa_bits`, is ≥ it."""
+        counts = self._counts()
+        if not counts.tps.size or counts.tps[-1] == 0:
+            raise SleegError("no anomaly pixels (label 1): no threshold reaches a TPR")
+        k = int(np.searchsorted(counts.tps / counts.tps[-1], target, side="left"))
+        return float(counts.thresholds[k])
 
     def curves(self, max_points: int | None = 2000) -> Curves:
         """ROC and PR curves at the bin thresholds (scores truncated to `mantissa_bits`)."""

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from sleeg_core.eval.breakdown import BANDS
 from sleeg_core.eval.evaluation import DatasetResult
 from sleeg_core.eval.visualize import heatmap, score_range
 
@@ -130,3 +131,36 @@ def plot_contact_sheet(tiles: list[tuple[str, np.ndarray]], path: Path, columns:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_breakdown(result: DatasetResult, path: Path) -> Path:
+    """Bar charts of the false positives at the FPR95 threshold: each predicted class's share of
+    them and of its own normal pixels flagged, and the same for the three row bands."""
+    b = result.breakdown
+    share, rate = 100 * b.fp_share(), 100 * np.nan_to_num(b.class_rate())
+    order = [i for i in np.argsort(-share, kind="stable") if b.normal[i].sum() > 0]
+    names = [b.classes[i] for i in order]
+    fig, (by_class, by_band) = plt.subplots(
+        1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [4, 1]}
+    )
+    x = np.arange(len(order))
+    by_class.bar(x - 0.2, share[order], 0.4, label="share of all false positives")
+    by_class.bar(x + 0.2, rate[order], 0.4, label="share of the class's normal pixels flagged")
+    by_class.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+    by_class.set(ylabel="%", title=f"{result.name}: false positives by predicted class")
+    xb = np.arange(len(BANDS))
+    by_band.bar(xb - 0.2, 100 * b.band_share(), 0.4)
+    by_band.bar(xb + 0.2, 100 * np.nan_to_num(b.band_rate()), 0.4)
+    by_band.set_xticks(xb, [f"{n}\n({p} third)" for n, p in zip(BANDS, THIRDS, strict=True)])
+    by_band.set(title="by image rows")
+    for ax in (by_class, by_band):
+        ax.grid(axis="y", alpha=0.3)
+    by_class.legend(fontsize=8)
+    fig.suptitle(f"threshold {b.threshold:.4g}: TPR 95 % on this set", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+THIRDS = ("top", "middle", "bottom")

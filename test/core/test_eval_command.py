@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from helpers.datasets import make_dataset
 
 from sleeg_core.cli import main
@@ -73,3 +74,29 @@ def test_max_images_evaluates_that_many_evenly_spaced_images(tmp_path, tmp_model
     data = make_dataset(tmp_path / "data_neg")
     argv = ["eval", *tmp_model_args, "--dataset", f"t={data}", "--out", str(tmp_path / "o")]
     assert main([*argv, "--max-images", "-1"]) == 2
+
+
+def test_the_heads_mask_is_scored_at_its_threshold_and_the_breakdown_on_request(
+    tmp_path, tmp_model_args
+):
+    plain = run_eval(tmp_path, tmp_model_args)["datasets"]["t"]
+    assert "fp_breakdown" not in plain
+    mask = plain["mask"]
+    assert mask["mask_open_px"] == 3 and mask["images"] == 2
+    for key in ("siou", "ppv", "mean_f1", "precision", "recall", "normal_flagged"):
+        assert mask[key] is None or 0 <= mask[key] <= 1
+    everything = run_eval(tmp_path, tmp_model_args, "--threshold=-1e9", "--mask-open-px", "0")
+    flagged = everything["datasets"]["t"]["mask"]
+    assert (
+        flagged["threshold"] == -1e9 and flagged["recall"] == 1 and flagged["normal_flagged"] == 1
+    )
+    broken = run_eval(tmp_path, tmp_model_args, "--breakdown")["datasets"]["t"]
+    assert broken["scores"] == plain["scores"]  # the segmentation asked for changes no score
+    fp = broken["fp_breakdown"]
+    assert fp["flagged_normal_pixels"] > 0  # a random head flags normal pixels at TPR 95 %
+    assert sum(fp["fp_share"].values()) == pytest.approx(1, abs=1e-4)
+    assert sum(fp["band_fp_share"].values()) == pytest.approx(1, abs=1e-4)
+    assert (tmp_path / "out1" / "t_fp_breakdown.png").is_file()
+    assert (
+        "false positives at the FPR95 threshold" in (tmp_path / "out1" / "results.md").read_text()
+    )

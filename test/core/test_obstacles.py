@@ -43,3 +43,18 @@ def test_opening_removes_specks_keeps_blocks():
 def test_empty_mask():
     mask, obs = find_obstacles(np.zeros((8, 8), np.float32), threshold=0.5)
     assert obs == [] and not mask.any()
+
+
+def test_min_area_near_grows_with_the_square_of_the_lowest_row():
+    """Two 4×4 blocks (16 px): one ending on row 9 (needs 0.1 · 10² = 10 px: kept), one ending on
+    row 39, the bottom (needs 0.1 · 40² = 160 px: dropped); min_area still applies (17 px drops
+    both)."""
+    score = np.zeros((40, 60), dtype=np.float32)
+    score[6:10, 5:9] = 2.0
+    score[36:40, 30:34] = 2.0
+    _, obs = find_obstacles(score, 1.0, min_area_near=0.1)
+    assert [(o.y, o.pixel_area) for o in obs] == [(6, 16)]
+    _, obs = find_obstacles(score, 1.0, min_area=17, min_area_near=0.1)
+    assert obs == []
+    _, obs = find_obstacles(score, 1.0)
+    assert len(obs) == 2
