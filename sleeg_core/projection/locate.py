@@ -111,12 +111,11 @@ def locate_obstacles(
     if camera is None or not obstacles:
         return [Location.unknown() for _ in obstacles]
     _check_sizes(mask, camera, depth_m)
-    labels, ids = _region_labels(mask, obstacles)
     rays = Rays(camera)
     out = []
-    for obstacle, label in zip(obstacles, ids, strict=True):
+    for obstacle in obstacles:
         x, y, w, h = obstacle.x, obstacle.y, obstacle.width, obstacle.height
-        region = labels[y : y + h, x : x + w] == label
+        region = _region(mask[y : y + h, x : x + w], obstacle)
         depth = None if depth_m is None else depth_m[y : y + h, x : x + w]
         out.append(_locate_region(region, (x, y), rays, depth))
     return out
@@ -136,21 +135,22 @@ def _check_sizes(mask: np.ndarray, camera: CameraGeometry, depth_m: np.ndarray |
         )
 
 
-def _region_labels(mask: np.ndarray, obstacles: list[Obstacle]) -> tuple[np.ndarray, list[int]]:
-    """The mask's 8-connected label image and each obstacle's label (matched by box and area)."""
+def _region(crop: np.ndarray, obstacle: Obstacle) -> np.ndarray:
+    """The obstacle's 8-connected region (h×w bool) within the mask cut to its box: the
+    component of the crop that fills the whole box with the obstacle's area (a region lies
+    wholly inside its own box, so labelling the crop finds it as it is in the whole mask)."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(
-        (mask > 0).astype(np.uint8), connectivity=8
+        (crop > 0).astype(np.uint8), connectivity=8
     )
-    index = {tuple(int(s) for s in row): i for i, row in enumerate(stats) if i > 0}
-    found = []
-    for o in obstacles:
-        key = (o.x, o.y, o.width, o.height, o.pixel_area)
-        if key not in index:
-            raise GeometryError(
-                f"obstacle at ({o.x}, {o.y}) of {o.width}x{o.height} px is not a region of the mask"
-            )
-        found.append(index[key])
-    return labels, found
+    key = (0, 0, obstacle.width, obstacle.height, obstacle.pixel_area)
+    if crop.shape == (obstacle.height, obstacle.width):
+        for i in range(1, len(stats)):
+            if tuple(int(s) for s in stats[i]) == key:
+                return labels == i
+    o = obstacle
+    raise GeometryError(
+        f"obstacle at ({o.x}, {o.y}) of {o.width}x{o.height} px is not a region of the mask"
+    )
 
 
 def _bottom_centre(region: np.ndarray, origin: tuple[int, int]) -> tuple[float, float]:

@@ -9,6 +9,7 @@ same mask always gives the same points.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from sleeg_core.projection.camera import CameraGeometry, GeometryError
@@ -35,7 +36,7 @@ def anomaly_points(
                 f"{name} of shape {np.shape(image)} does not match the camera's image size "
                 f"{size[1]}x{size[0]}"
             )
-    rows, cols = np.nonzero(mask)
+    rows, cols = mask_pixels(mask)
     rays = Rays(camera)
     depth = (
         np.full(rows.size, np.nan) if depth_m is None else depth_m[rows, cols].astype(np.float64)
@@ -43,7 +44,7 @@ def anomaly_points(
     has_depth = np.isfinite(depth) & (depth > 0)
     # optical depth at which each ray meets the ground: the output-frame z of a ray is linear in
     # (u, v), so this is cheap for every pixel; > 0 only for rays going down from above the ground
-    dz = rays.directions(cols, rows)[:, 2]
+    dz = rays.rise(cols, rows)
     height = float(rays.origin[2])
     with np.errstate(divide="ignore", invalid="ignore"):
         ground = np.where((dz < 0) & (height > 0), height / -dz, np.nan)
@@ -58,3 +59,14 @@ def anomaly_points(
         np.full(keep.size, np.nan) if score is None else np.asarray(score)[rows[keep], cols[keep]]
     )
     return np.column_stack([points, values]).astype(np.float32)
+
+
+def mask_pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the mask's non-zero pixels in row-major order (cv2.findNonZero: many
+    times faster than np.nonzero on a frame-sized uint8 mask)."""
+    mask = np.asarray(mask)
+    found = cv2.findNonZero(mask if mask.dtype == np.uint8 else (mask != 0).astype(np.uint8))
+    if found is None:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    xy = found.reshape(-1, 2)
+    return xy[:, 1].astype(np.intp), xy[:, 0].astype(np.intp)

@@ -22,6 +22,15 @@ class Rays:
         """N×3 output-frame directions of the pixels (u, v) (optical z component 1)."""
         return self.intrinsics.rays(u, v) @ self.rotation.T
 
+    def rise(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Output-frame z component of the directions of pixels (u, v) (cheap: linear in u, v)."""
+        k, (a, b, c) = self.intrinsics, self.rotation[2]
+        return (
+            (a / k.fx) * (np.asarray(u, np.float64) - k.cx)
+            + (b / k.fy) * (np.asarray(v, np.float64) - k.cy)
+            + c
+        )
+
     def to_output(self, u: np.ndarray, v: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """N×3 output-frame points of pixels (u, v) at optical depths `depth` (metres)."""
         return self.origin + np.asarray(depth, dtype=np.float64).reshape(-1, 1) * self.directions(

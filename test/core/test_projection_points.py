@@ -102,3 +102,10 @@ def test_camera_below_the_ground_has_no_ground_points():
         CAMERA.rpy,
     )
     assert anomaly_points(mask, geometry(under), None, 100).shape == (0, 4)
+
+
+def test_an_empty_mask_gives_no_points():
+    cam = geometry(CAMERA)
+    empty = np.zeros((CAMERA.height, CAMERA.width), np.uint8)
+    assert anomaly_points(empty, cam, None, 100).shape == (0, 4)
+    assert anomaly_points(empty.astype(bool), cam, None, 100).shape == (0, 4)
