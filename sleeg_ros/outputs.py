@@ -3,8 +3,9 @@
 Every per-frame output is published under its camera's prefix (`c/anomaly/score`; the single
 camera: unprefixed) and switched by parameter `publish_<name>`. `needs` says which model output it
 is computed from ("ids": the train ids, "score": the anomaly score); `thresholded` ones need a
-threshold in force (none: they are not published); `spatial` ones are in metres in the node's
-`output_frame` (their header's frame_id) and need the camera's geometry (sleeg_ros.camera_geometry);
+threshold in force (none: they are not published); `spatial` ones hold metres in the node's
+`output_frame` and need the camera's geometry (sleeg_ros.camera_geometry); every output keeps the
+input frame's header, but the 3D ones (`in_output_frame`) have output_frame as its frame_id;
 `default` is their `publish_<name>` default. The node, its parameters, the bag replay and the
 tests read this table; /diagnostics is the node's status topic, not a per-frame output.
 
@@ -41,6 +42,7 @@ class Output:
     encoding: str = ""  # of an Image output
     thresholded: bool = False  # computed from the mask at the threshold in force
     spatial: bool = False  # metres in output_frame, from the camera's geometry
+    in_output_frame: bool = False  # header frame_id output_frame (else the input's header)
     default: bool = True  # publish_<name>'s default
 
 
@@ -66,10 +68,19 @@ OUTPUTS: tuple[Output, ...] = (
         "score",
         thresholded=True,
         spatial=True,
+        in_output_frame=True,
         default=False,
     ),
     # one box and one label per located obstacle, for RViz
-    Output("markers", MarkerArray, "anomaly/markers", "score", thresholded=True, spatial=True),
+    Output(
+        "markers",
+        MarkerArray,
+        "anomaly/markers",
+        "score",
+        thresholded=True,
+        spatial=True,
+        in_output_frame=True,
+    ),
 )
 OUTPUT_NAMES = tuple(o.name for o in OUTPUTS)
 

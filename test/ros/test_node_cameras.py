@@ -15,13 +15,16 @@ from helpers.node import node_params, stop
 from helpers.ros_probe import OUTPUTS, RELIABLE, Probe, start_node, startup_failure
 from sensor_msgs.msg import Image
 
+from sleeg_ros.outputs import OUTPUTS as NODE_OUTPUTS
+
 CAMERAS = ("front", "left", "right")
 FRAMES = {  # different sizes: frames are batched by size, so this makes two batches
     "front": np.random.default_rng(1).integers(0, 256, (96, 160, 3), dtype=np.uint8),
     "left": np.random.default_rng(2).integers(0, 256, (96, 160, 3), dtype=np.uint8),
     "right": np.random.default_rng(3).integers(0, 256, (120, 200, 3), dtype=np.uint8),
 }
-FRAME_OUTPUTS = [t for t in OUTPUTS if t != "/diagnostics"]
+# the per-frame outputs on by default that carry the input's header (not the 3D ones)
+FRAME_OUTPUTS = [o.topic for o in NODE_OUTPUTS if o.default and not o.in_output_frame]
 
 
 @pytest.fixture(scope="module")
