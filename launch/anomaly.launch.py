@@ -18,18 +18,23 @@ default base_link), `camera_info_topic` (default: `camera_info` beside `camera_t
 `cameras`, beside each of `camera_topics`), `use_depth:=true` with `depth_topics` (one per camera,
 in order) and `publish_points:=true`. The argument parsing lives in sleeg_ros.cameras (tested
 without the launch package).
+
+A bad argument stops the launch with a line naming it and what it accepts, taken from the node's
+own tables (sleeg_ros.launch_arguments). The node's exit ends the launch, with exit code 1 when
+the node failed (a start-up error: its log says which parameter).
 """
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
+from launch.event_handlers import OnProcessExit
 from launch_ros.actions import Node
 
-from sleeg_ros.cameras import launch_cameras, launch_geometry, launch_pose
+from sleeg_ros.cameras import launch_cameras, launch_geometry
+from sleeg_ros.launch_arguments import NODE_NAME, check_node_exit, choices, launch_overrides
 
-BOOLEANS = {"true": True, "false": False}
 OVERRIDES = (
     "autostart",
     "weights",
@@ -46,14 +51,13 @@ OVERRIDES = (
     "use_depth",
     "publish_points",
 )
-SWITCHES = ("autostart", "use_depth", "publish_points")  # true | false
 
 
 def _node(context, *_args, **_kwargs):
     names = (*OVERRIDES, "camera_topic", "cameras", "camera_topics")
     names += ("camera_info_topic", "depth_topics")
     arg = {name: context.launch_configurations[name] for name in names}
-    overrides = {k: arg[k] for k in OVERRIDES if arg[k] != ""}
+    overrides = launch_overrides({k: arg[k] for k in OVERRIDES})  # each checked, or ValueError
     cameras, remappings = launch_cameras(arg["cameras"], arg["camera_topics"])
     if cameras:
         overrides["cameras"] = cameras
@@ -61,29 +65,24 @@ def _node(context, *_args, **_kwargs):
         remappings = [("image", arg["camera_topic"])]
     images = [topic for _, topic in remappings]
     remappings += launch_geometry(cameras, images, arg["camera_info_topic"], arg["depth_topics"])
-    if "threshold" in overrides:
-        overrides["threshold"] = float(overrides["threshold"])
-    if "camera_pose" in overrides:
-        overrides["camera_pose"] = launch_pose(overrides["camera_pose"])
-    for name in SWITCHES:
-        if name not in overrides:
-            continue
-        value = overrides[name].lower()
-        if value not in BOOLEANS:
-            raise ValueError(f"launch argument '{name}': '{value}' is not true or false")
-        overrides[name] = BOOLEANS[value]
-    return [
-        Node(
-            package="sleeg_ros",
-            executable="anomaly_node",
-            name="sleeg_anomaly",
-            namespace=context.launch_configurations["namespace"],
-            parameters=[context.launch_configurations["params_file"], overrides],
-            remappings=remappings,
-            output="screen",
-            emulate_tty=True,
-        )
-    ]
+    node = Node(
+        package="sleeg_ros",
+        executable="anomaly_node",
+        name=NODE_NAME,
+        namespace=context.launch_configurations["namespace"],
+        parameters=[context.launch_configurations["params_file"], overrides],
+        remappings=remappings,
+        output="screen",
+        emulate_tty=True,
+    )
+    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_node_exited))]
+
+
+def _node_exited(event, _context):
+    """The node's exit ends the launch; a failure raises, which `ros2 launch` reports and turns
+    into its exit code 1 (the launch tools of every release do so for an exception in launch)."""
+    check_node_exit(event.returncode)
+    return [Shutdown(reason=f"{NODE_NAME} stopped")]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -123,27 +122,30 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "head", default_value="", description="OoD head file or shipped head name"
             ),
-            DeclareLaunchArgument("device", default_value="", description="auto | cpu | cuda"),
+            DeclareLaunchArgument("device", default_value="", description=choices("device")),
             DeclareLaunchArgument("threshold", default_value="", description="mask threshold"),
             DeclareLaunchArgument(
                 "image_transport",
                 default_value="",
-                description="raw (sensor_msgs/Image) | compressed (CompressedImage, jpeg/png)",
+                description=f"{choices('image_transport')}: sensor_msgs/Image on camera_topic, "
+                "or CompressedImage (jpeg/png) on <camera_topic>/compressed",
             ),
             DeclareLaunchArgument(
                 "compile_mode",
                 default_value="",
-                description="torch.compile mode: default | reduce-overhead | max-autotune",
+                description=f"torch.compile mode: {choices('compile_mode')}",
             ),
             DeclareLaunchArgument(
                 "resize_mode",
                 default_value="",
-                description="pad (aspect kept) | crop (aspect kept, centre) | stretch",
+                description=f"{choices('resize_mode')}: frame to inference size (pad and crop keep "
+                "the aspect; crop: the centre)",
             ),
             DeclareLaunchArgument(
                 "tta",
                 default_value="",
-                description="scales (the default: 1.81x the compute) | flip | none (one pass)",
+                description=f"{choices('tta')}: test-time averaging (scales, the default: 1.81x "
+                "the compute; none: one pass)",
             ),
             DeclareLaunchArgument(
                 "ignore_mask",

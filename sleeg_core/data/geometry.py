@@ -28,9 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sleeg_core.common.choices import RESIZE_MODES as RESIZE_MODES  # re-exported
 from sleeg_core.common.errors import SleegError
-
-RESIZE_MODES = ("stretch", "pad", "crop")
 
 
 class Rect(NamedTuple):

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sleeg_core.common.choices import check_device
 from sleeg_core.common.errors import ModelLoadError, SleegError
 from sleeg_core.data.geometry import fit_frame, to_frame, to_input
 from sleeg_core.data.labels import IGNORE_ID
@@ -38,14 +39,15 @@ Outputs = tuple[torch.Tensor | None, dict[str, torch.Tensor], torch.Tensor | Non
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU (or a string that is no
-    device) is a ModelLoadError (field "device")."""
+    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU (or a string that is none of
+    DEVICE_FORMS) is a ModelLoadError (field "device")."""
+    try:
+        check_device(device)
+    except SleegError as err:
+        raise ModelLoadError("device", str(err)) from err
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ModelLoadError("device", f"device '{device}' is not a device: {err}") from err
+    dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("device", f"device '{device}' requested but CUDA is not available")
     return dev

@@ -14,16 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# re-exported: the torch.compile modes live in sleeg_core.common.choices
+from sleeg_core.common.choices import COMPILE_MODES as COMPILE_MODES
+from sleeg_core.common.choices import CUDA_GRAPH_MODES as CUDA_GRAPH_MODES
 from sleeg_core.common.errors import SleegError
 
 # re-exported: the label space lives in sleeg_core.data.labels
 from sleeg_core.data.labels import CITYSCAPES_CLASSES as CITYSCAPES_CLASSES
 from sleeg_core.data.labels import CITYSCAPES_PALETTE as CITYSCAPES_PALETTE
-
-# torch.compile modes; "reduce-overhead" and "max-autotune" also capture CUDA graphs on CUDA
-# (fixed input sizes): a graph's outputs live in memory that its next replay overwrites
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -47,7 +47,8 @@ def test_the_tiny_model_loads(tiny_model) -> None:
             "unknown segmentor 'segformer'; choose one of: ",
         ),
         ({"weights": "/nowhere/enet.pth"}, "file not found: /nowhere/enet.pth"),
-        ({"device": "toaster"}, "device 'toaster' is not a device"),
+        ({"device": "toaster"}, "device 'toaster' is not one of auto, cpu, cuda, cuda:N"),
+        ({"device": "mps"}, "device 'mps' is not one of auto, cpu, cuda, cuda:N"),
     ],
 )
 def test_each_failure_names_its_field(tiny_model, changes, message) -> None:
