@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from sleeg_core.eval.components import percent
+
 
 def _fmt(value: object, digits: int = 1) -> str:
     if value is None:
@@ -122,5 +124,20 @@ def _metrics_markdown(m: dict | None, heading: str) -> list[str]:
             f"| {100 * m['ap']:.2f} | {100 * m['auroc']:.2f} | {100 * m['fpr95']:.2f} "
             f"| {m['frames_scored']} | {m['n_pixels']:,} | "
             f"{m['n_anomaly'] / m['n_pixels']:.2%} |",
+        ]
+    if mask := m.get("mask"):
+        lines += [
+            "",
+            f"The published anomaly/mask ({mask['images']} frames), in %:",
+            "",
+            "| sIoU ↑ | PPV ↑ | mean F1 ↑ | pixel precision ↑ | pixel recall ↑ "
+            "| normal pixels flagged ↓ | objects | predicted components |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| "
+            + " | ".join(
+                percent(mask[k])
+                for k in ("siou", "ppv", "mean_f1", "precision", "recall", "normal_flagged")
+            )
+            + f" | {mask['gt_components']} | {mask['predicted_components']} |",
         ]
     return lines + [f"- label problem: {why} ({n})" for why, n in m["label_problems"].items()]

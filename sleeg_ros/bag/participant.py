@@ -18,7 +18,8 @@ from sleeg_core.data.bags import TYPESTORE, header_stamp
 from sleeg_ros.bag.camera import Camera
 from sleeg_ros.bag.recorder import Recorder
 from sleeg_ros.bag.results import NodeStatus
-from sleeg_ros.bag.topics import OUTPUTS, SCORE, STATUS
+from sleeg_ros.bag.scorer import SCORED
+from sleeg_ros.bag.topics import OUTPUTS, STATUS
 
 RELIABLE = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 
@@ -114,5 +115,5 @@ class Participant:
             self.cond.notify_all()
         if stamp in camera.warmup:
             return  # the warm-up frames are not part of the recording
-        scorer = camera.result.scorer if short == SCORE else None
-        self.recorder.output(camera.result.topics[short], wall, raw, scorer)
+        scorer = camera.result.scorer if short in SCORED else None
+        self.recorder.output(camera.result.topics[short], wall, raw, scorer, short)

@@ -39,9 +39,12 @@ class Recorder:
         self.thread = threading.Thread(target=self._run, name="sleeg-bag-recorder", daemon=True)
         self.thread.start()
 
-    def output(self, topic: str, log_ns: int, raw: bytes, scorer: Scorer | None = None) -> None:
-        """Record one output; an anomaly/score image also goes to its camera's `scorer`."""
-        self.items.put((self._record, (topic, log_ns, raw, scorer)))
+    def output(
+        self, topic: str, log_ns: int, raw: bytes, scorer: Scorer | None = None, kind: str = ""
+    ) -> None:
+        """Record one output; an anomaly/score or anomaly/mask image (`kind`, its output) also
+        goes to its camera's `scorer`."""
+        self.items.put((self._record, (topic, log_ns, raw, scorer, kind)))
 
     def label(self, scorer: Scorer, stamp: int, label: np.ndarray) -> None:
         self.items.put((scorer.add_label, (stamp, label)))
@@ -61,12 +64,14 @@ class Recorder:
             except Exception as err:  # keep recording; the report names the first failure
                 self.error = self.error or f"{err.__class__.__name__}: {err}"
 
-    def _record(self, topic: str, log_ns: int, raw: bytes, scorer: Scorer | None) -> None:
+    def _record(
+        self, topic: str, log_ns: int, raw: bytes, scorer: Scorer | None, kind: str
+    ) -> None:
         if self.writer is not None:
             self.writer.write(self.conns[topic], log_ns, raw)
         self.counts[topic] += 1
         if scorer is not None:
-            scorer.add_score(raw)
+            scorer.add_output(kind, raw)
 
 
 @cache

@@ -80,6 +80,8 @@ def metrics_report(res: CameraResult) -> dict | None:
         "frames_without_label": rec.unlabelled(),
         "label_problems": dict(rec.label_problems),
     }
+    if rec.mask_metrics.images:  # the published masks: component-level and pixel figures
+        out["mask"] = rec.mask_metrics.compute().as_dict()
     try:
         m = rec.metrics.compute()
     except SleegError as err:

@@ -15,6 +15,7 @@ from sleeg_ros.outputs import STATUS_TOPIC, topic_types, type_name
 IMAGE = type_name(Image)  # the rosbags name of sensor_msgs/msg/Image
 STATUS = STATUS_TOPIC  # absolute, shared by every node: the other nodes' statuses are ignored
 SCORE = next(o.topic for o in NODE_OUTPUTS if o.name == "score")
+MASK = next(o.topic for o in NODE_OUTPUTS if o.name == "mask")
 OVERLAY = next(o.topic for o in NODE_OUTPUTS if o.name == "overlay")
 
 

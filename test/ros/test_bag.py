@@ -23,6 +23,7 @@ from rosbags.rosbag2 import Writer
 from sleeg_core.cli import main as sleeg
 from sleeg_core.data.bags import TYPESTORE, image_message, mcap_complete_end
 from sleeg_core.data.image_msgs import BYTES_PER_PIXEL
+from sleeg_core.eval.components import ComponentMetrics
 from sleeg_core.eval.metrics import exact_metrics
 
 START_S = 1_700_000_000
@@ -218,6 +219,16 @@ def test_eval_with_a_started_node_reports_counts_latency_and_metrics(
     assert m["frames_scored"] == 6 and m["n_pixels"] == exact.n_pixels
     assert m["ap"] == pytest.approx(exact.ap, abs=1e-3)
     assert m["auroc"] == pytest.approx(exact.auroc, abs=1e-3)
+
+    # the mask figures are those of the published masks against the same labels
+    masks = ComponentMetrics()
+    for s in sorted(labels):
+        masks.update(pixels(next(x for x in msgs["/anomaly/mask"] if stamp(x) == s)), labels[s])
+    want = masks.compute().as_dict()
+    assert m["mask"]["images"] == 6 and m["mask"].keys() == want.keys()
+    for key, value in want.items():
+        assert m["mask"][key] == (value if value is None else pytest.approx(value)), key
+    assert "The published anomaly/mask (6 frames)" in (out / "report.md").read_text()
 
 
 def test_eval_attached_at_recorded_rate_skips_an_unsupported_frame(tmp_path, env, attached):
