@@ -210,6 +210,9 @@ def depth_pixels(msg: Image) -> np.ndarray:
     if h == 0 or w == 0 or step < row or len(msg.data) < step * (h - 1) + row:
         detail = f"{len(msg.data)} bytes for {w}x{h} {msg.encoding} (step {step})"
         raise GeometryError(f"depth image: malformed data: {detail}")
-    data = np.frombuffer(bytes(msg.data), np.uint8)
-    rows = np.lib.stride_tricks.as_strided(data, (h, row), (step, 1))
-    return rows.copy().view(dtype).reshape(h, w).astype(dtype.newbyteorder("="))
+    data = np.frombuffer(msg.data, np.uint8)  # no copy (bytes or array.array)
+    if step == row:
+        pixels = data[: h * row].view(dtype).reshape(h, w)
+    else:  # padded rows: the pixels of each
+        pixels = np.lib.stride_tricks.as_strided(data, (h, row), (step, 1)).copy().view(dtype)
+    return pixels.astype(dtype.newbyteorder("="), copy=False)
