@@ -44,6 +44,16 @@ def test_every_output_has_its_publish_parameter_and_its_own_topic() -> None:
     assert type_name(AnomalyObstacleArray) == "sleeg_ros/msg/AnomalyObstacleArray"
 
 
+def test_a_replay_records_the_outputs_it_can_match_to_a_frame() -> None:
+    """sleeg bag matches outputs to frames by their header stamp: the markers (a MarkerArray, no
+    header) are left out; the points are recorded when the node publishes them."""
+    from sleeg_ros.bag.topics import FRAME_OUTPUTS
+
+    topics = {o.name: o.topic for o in OUTPUTS}
+    assert topics["markers"] not in FRAME_OUTPUTS and topics["points"] in FRAME_OUTPUTS
+    assert set(FRAME_OUTPUTS) == set(topics.values()) - {topics["markers"]}
+
+
 class Pub:
     """A publisher with `subscribers` subscriptions that keeps what it is given."""
 
@@ -80,6 +90,7 @@ def stages_for(subscribed: set[str], threshold: float) -> tuple[NodeStages, Came
     camera.health = HealthMonitor(Limits(2.0, 1000.0, 0.1, 10.0))
     params = {f"publish_{n}": True for n in OUTPUT_NAMES}
     params |= {"score": "sleeg", "max_input_pixels": 2**24, "mask_open_px": 0, "min_blob_area": 0}
+    params["min_blob_area_near"] = 0.0
     params |= {p.name: p.default for p in PARAMS if p.name in METRIC_PARAMS}
     model = Model()
     loaded = LoadedModel(model, "fake", torch.device("cpu"), None, 1, score_stats=None)
