@@ -17,6 +17,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
 )
 
+from sleeg_core.eval.obstacles import NODE_CLEANUP
 from sleeg_core.model.tta import NODE_TTA
 from sleeg_ros.outputs import OUTPUTS
 
@@ -159,8 +160,28 @@ PARAMS: tuple[Param, ...] = (
         dynamic_typing=True,
     ),
     Param("threshold", math.nan, "mask threshold on the score; NaN: the head file's", runtime=True),
-    Param("mask_open_px", 3, "morphological opening kernel (0: off)", True, int_range=(0, 63)),
-    Param("min_blob_area", 64, "drop mask blobs smaller than this", True, int_range=(0, 10**7)),
+    Param(
+        "mask_open_px",
+        NODE_CLEANUP.open_px,
+        "morphological opening kernel (0: off)",
+        True,
+        int_range=(0, 63),
+    ),
+    Param(
+        "min_blob_area",
+        NODE_CLEANUP.min_area,
+        "drop mask blobs smaller than this",
+        True,
+        int_range=(0, 10**7),
+    ),
+    Param(
+        "min_blob_area_near",
+        NODE_CLEANUP.min_area_near,
+        "also drop mask blobs smaller than this times (their lowest row + 1) squared: this "
+        "fraction of H² at the frame's bottom, less towards the top (0: off)",
+        True,
+        float_range=(0.0, 1.0),
+    ),
     *(
         Param(f"publish_{o.name}", o.default, f"publish the {o.name} output", runtime=True)
         for o in OUTPUTS

@@ -154,7 +154,12 @@ class NodeStages:
         if math.isnan(threshold) or not any(want[n] for n in THRESHOLDED):
             return values
         mask, obstacles = find_obstacles(
-            score, threshold, self.param("mask_open_px"), self.param("min_blob_area"), judged
+            score,
+            threshold,
+            self.param("mask_open_px"),
+            self.param("min_blob_area"),
+            judged,
+            self.param("min_blob_area_near"),
         )
         if want["mask"]:
             values["mask"] = mask

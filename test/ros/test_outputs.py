@@ -83,7 +83,9 @@ class Model:
         return Prediction(ids, {n: score for n in scores})
 
 
-def stages_for(subscribed: set[str], threshold: float) -> tuple[NodeStages, Camera, Model]:
+def stages_for(
+    subscribed: set[str], threshold: float, **overrides: object
+) -> tuple[NodeStages, Camera, Model]:
     camera = Camera("", "raw", Image, "/cam/image", "status", "hw", threshold=threshold)
     camera.pubs = {name: Pub(int(name in subscribed)) for name in OUTPUT_NAMES}
     camera.judged = JudgedArea()
@@ -91,7 +93,7 @@ def stages_for(subscribed: set[str], threshold: float) -> tuple[NodeStages, Came
     params = {f"publish_{n}": True for n in OUTPUT_NAMES}
     params |= {"score": "sleeg", "max_input_pixels": 2**24, "mask_open_px": 0, "min_blob_area": 0}
     params["min_blob_area_near"] = 0.0
-    params |= {p.name: p.default for p in PARAMS if p.name in METRIC_PARAMS}
+    params |= {p.name: p.default for p in PARAMS if p.name in METRIC_PARAMS} | overrides
     model = Model()
     loaded = LoadedModel(model, "fake", torch.device("cpu"), None, 1, score_stats=None)
     return NodeStages([camera], loaded, params.__getitem__, get_logger("t"), "pad"), camera, model
@@ -152,6 +154,16 @@ def test_the_anomaly_outputs_need_only_the_score_and_follow_the_table() -> None:
     metres = (obstacle.contact.x, obstacle.distance, obstacle.width, obstacle.height)
     assert all(math.isnan(v) for v in metres)
     assert set(camera.geometry_issues) == {"no_camera_info", "no_camera_pose"}
+
+
+def test_min_blob_area_near_drops_a_blob_below_its_rows_minimum() -> None:
+    """The blob (rows 0-3, 24 px) needs min_blob_area_near · 4² px: kept at 1.0 (16), dropped
+    at 2.0 (32)."""
+    for near, kept in ((1.0, (H // 2) * (W // 2)), (2.0, 0)):
+        stages, camera, _ = stages_for({"mask"}, 0.5, min_blob_area_near=near)
+        run(stages)
+        mask = np.frombuffer(bytes(sent(camera)["mask"][0].data), np.uint8)
+        assert np.count_nonzero(mask) == kept, near
 
 
 def test_without_a_threshold_only_the_score_goes_out() -> None:
