@@ -30,7 +30,7 @@ import numpy as np
 
 from sleeg_core.eval.obstacles import Obstacle
 from sleeg_core.projection.camera import CameraGeometry, GeometryError
-from sleeg_core.projection.rays import Rays, silhouette, to_ground
+from sleeg_core.projection.rays import Rays, silhouette
 
 RANGE_PERCENTILE = 10.0  # the near face; robust to a few stray pixels and background at the edges
 MIN_DEPTH_FRACTION = 0.25  # of the region's pixels with a valid depth reading
@@ -177,9 +177,7 @@ def _locate_region(
         return Location.unknown()
     method, ranges = "depth", _depth_ranges(region, origin, rays, depth, sight)
     if ranges is None:
-        u, v = _bottom_edge(region, origin)
-        ground = to_ground(rays, u, v)
-        method, ranges = "ground", None if ground is None else rays.ranges(ground, sight)
+        method, ranges = "ground", rays.ground_ranges(*_bottom_edge(region, origin), sight)
     if ranges is None or ranges.size == 0:
         return Location.unknown()
     reach = float(np.percentile(ranges, RANGE_PERCENTILE))
@@ -208,8 +206,6 @@ def _depth_ranges(
     rows, cols = np.nonzero(region)
     d = depth[rows, cols].astype(np.float64)
     valid = np.isfinite(d) & (d > 0)
-    n = int(valid.sum())
-    if n < max(MIN_DEPTH_READINGS, MIN_DEPTH_FRACTION * rows.size):
+    if int(valid.sum()) < max(MIN_DEPTH_READINGS, MIN_DEPTH_FRACTION * rows.size):
         return None
-    points = rays.to_output(cols[valid] + origin[0], rows[valid] + origin[1], d[valid])
-    return rays.ranges(points, sight)
+    return d[valid] * rays.along(cols[valid] + origin[0], rows[valid] + origin[1], sight)

@@ -22,14 +22,34 @@ class Rays:
         """N×3 output-frame directions of the pixels (u, v) (optical z component 1)."""
         return self.intrinsics.rays(u, v) @ self.rotation.T
 
+    def _linear(self, u: np.ndarray, v: np.ndarray, axis: np.ndarray) -> np.ndarray:
+        """The component along output-frame `axis` of the directions of pixels (u, v): linear
+        in (u, v), so cheap for many pixels."""
+        k = self.intrinsics
+        a, b, c = axis @ self.rotation
+        u = np.asarray(u, dtype=np.float64)
+        v = np.asarray(v, dtype=np.float64)
+        return (a / k.fx) * (u - k.cx) + (b / k.fy) * (v - k.cy) + c
+
     def rise(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Output-frame z component of the directions of pixels (u, v) (cheap: linear in u, v)."""
-        k, (a, b, c) = self.intrinsics, self.rotation[2]
-        return (
-            (a / k.fx) * (np.asarray(u, np.float64) - k.cx)
-            + (b / k.fy) * (np.asarray(v, np.float64) - k.cy)
-            + c
-        )
+        """Output-frame z component of the directions of pixels (u, v)."""
+        return self._linear(u, v, np.array([0.0, 0.0, 1.0]))
+
+    def along(self, u: np.ndarray, v: np.ndarray, sight: np.ndarray) -> np.ndarray:
+        """Horizontal component along the unit line of sight of the directions of pixels (u, v):
+        a pixel at optical depth d is at range d·along."""
+        return self._linear(u, v, np.array([sight[0], sight[1], 0.0]))
+
+    def ground_ranges(self, u: np.ndarray, v: np.ndarray, sight: np.ndarray) -> np.ndarray | None:
+        """Ranges along the line of sight at which the pixels' rays meet the ground z = 0 (rays
+        that do not reach it in front of the camera left out); None when the camera is not above
+        the ground."""
+        height = float(self.origin[2])
+        if not height > 0:
+            return None
+        rise = self.rise(u, v)
+        down = rise < 0
+        return height / -rise[down] * self.along(u[down], v[down], sight)
 
     def to_output(self, u: np.ndarray, v: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """N×3 output-frame points of pixels (u, v) at optical depths `depth` (metres)."""
@@ -43,32 +63,11 @@ class Rays:
         norm = float(np.hypot(d[0], d[1]))
         return None if norm < HORIZONTAL_EPS else d / norm
 
-    def ranges(self, points: np.ndarray, sight: np.ndarray) -> np.ndarray:
-        """Horizontal distances of N×3 points from the camera along the unit line of sight."""
-        return (points[:, :2] - self.origin[:2]) @ sight
-
     def at_range(self, u: float, v: float, sight: np.ndarray, reach: float) -> np.ndarray:
         """The point of pixel (u, v)'s ray at horizontal range `reach` along `sight` (the pixel's
         own line of sight)."""
         d = self.directions(np.array([u]), np.array([v]))[0]
         return self.origin + d * (reach / float(d[:2] @ sight))
-
-
-def to_ground(rays: Rays, u: np.ndarray, v: np.ndarray) -> np.ndarray | None:
-    """N×3 points where the pixels' rays meet the ground z = 0 (rays that do not reach it in
-    front of the camera are left out); None when the camera is not above the ground or no ray
-    reaches it."""
-    height = float(rays.origin[2])
-    if not height > 0:
-        return None
-    d = rays.directions(u, v)
-    down = d[:, 2] < 0
-    if not down.any():
-        return None
-    d = d[down]
-    points = rays.origin + d * (height / -d[:, 2:3])
-    points[:, 2] = 0.0
-    return points
 
 
 def silhouette(
