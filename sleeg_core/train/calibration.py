@@ -38,4 +38,8 @@ def calibrate(
 
 def calibration_rule(cal: CalibrationConfig) -> str:
     """How `calibrate` chose a threshold, in words (a head file's `threshold_rule`)."""
-    return f"{cal.fpr:.2%} of normal training pixels above it (tta {cal.tta})"
+    h, w = cal.size
+    return (
+        f"{cal.fpr:.2%} of normal training pixels above it ({cal.frames} frames at {w}x{h}, "
+        f"tta {cal.tta})"
+    )

@@ -115,8 +115,9 @@ def test_shipped_profiles_resolve_to_their_settings(name):
     )
     assert got == PROFILES[name]
     assert cfg["data"]["augment"]["crop"] == [256, 512] and cfg["data"]["cache_mb"] == 1024
-    assert cfg["head"]["width"] == 32 and cfg["calibration"]["frames"] == 8
+    assert cfg["head"]["width"] == 32 and cfg["calibration"]["frames"] == 64
     assert not cfg["refine"]["enabled"] and cfg["patches"]["road_fraction"] == 0.0
+    assert cfg["calibration"]["fpr"] == 0.002
 
 
 @pytest.mark.parametrize("segmentor", ["enet", "dabnet"])
