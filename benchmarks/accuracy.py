@@ -15,10 +15,12 @@ Protocol v2 (docs/accuracy.md):
   against msp, maxlogit, entropy, energy and sml (SML statistics from 100 training frames).
   One head and one config per segmentor for every set.
 
-Writes DIR/head.pt, DIR/results.json (metrics, wall times, the config), DIR/results.md, the PR/ROC
-curves and example overlays, plus the training run (metrics.csv, checkpoints/, tensorboard/), and
-prints, per set, whether SLEEG beats the best baseline in AP and in FPR95, and in what share of
-`--bootstrap` resamples of the set's images (the same draws for every score) it does.
+Writes DIR/head.pt, DIR/results.json (metrics, the head's mask at its threshold, the false
+positives by predicted class and row band, wall times, the config), DIR/results.md, the PR/ROC
+curves, false-positive bar charts and example overlays, plus the training run (metrics.csv,
+checkpoints/, tensorboard/), and prints, per set, whether SLEEG beats the best baseline in AP and
+in FPR95, and in what share of `--bootstrap` resamples of the set's images (the same draws for
+every score) it does.
 
     python benchmarks/accuracy.py --data-root ../shared/data --out /tmp/acc --segmentor enet
     python benchmarks/accuracy.py --data-root ../shared/data --out /tmp/acc --head models/x.pt
@@ -125,7 +127,7 @@ def evaluate(args: argparse.Namespace, head: Path) -> int:
     ]
     for name, path in EVAL_SETS.items():
         argv += ["--dataset", f"{name}={args.data_root / path}"]
-    argv += ["--tta", args.tta]
+    argv += ["--tta", args.tta, "--breakdown"]  # where the false positives are: a table per set
     if args.lam is not None:
         argv += ["--lam", str(args.lam)]
     argv += ["--bootstrap", str(SMOKE_BOOTSTRAP if args.smoke else args.bootstrap)]
