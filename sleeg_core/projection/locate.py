@@ -180,7 +180,8 @@ def _locate_region(
         method, ranges = "ground", rays.ground_ranges(*_bottom_edge(region, origin), sight)
     if ranges is None or ranges.size == 0:
         return Location.unknown()
-    reach = float(np.percentile(ranges, RANGE_PERCENTILE))
+    k = int(RANGE_PERCENTILE / 100 * (ranges.size - 1))  # the percentile's rank, rounded down
+    reach = float(np.partition(ranges, k)[k])
     if not reach > 0:
         return Location.unknown()
     contact = rays.at_range(u0, v0, sight, reach)
