@@ -133,10 +133,11 @@ def test_camera_info_never_arriving_leaves_obstacles_in_pixels(node):
         o = send(probe, sec, depth=depth_image((sec, 0), GOOD_DEPTH, "16UC1"))
         assert o.method == AnomalyObstacle.METHOD_NONE and o.roi.width == W
         assert all(math.isnan(v) for v in metres(o))
-        assert probe.wait_for(lambda s=sec: probe.stamped("anomaly/points", s), 10)
+        arrived = lambda s=sec: probe.stamped("anomaly/points", s) and markers_at(probe, s)  # noqa: E731
+        assert probe.wait_for(arrived, 10)
         assert probe.stamped("anomaly/points", sec)[0].width == 0  # nothing located
-    markers = markers_at(probe, 3)[0].markers
-    assert [m.action for m in markers] == [Marker.DELETEALL]
+        markers = markers_at(probe, sec)[0].markers
+        assert [m.action for m in markers] == [Marker.DELETEALL]  # no box
     level, geometry = geometry_status(probe)
     assert level == DiagnosticStatus.WARN and geometry == "no_camera_info"
     assert len(warnings(lines, "no_camera_info")) == 1, "".join(log)
