@@ -88,6 +88,10 @@ def test_three_cameras_each_output_carries_its_own_input_header(domain, tiny_mod
     probe = CameraProbe(domain_id, FRAME_OUTPUTS)
     try:
         assert probe.wait_for(probe.matched, 60), "the node never matched every camera topic"
+        beside = lambda: all(  # noqa: E731
+            probe.node.count_subscribers(f"/{c}/camera_info") for c in CAMERAS
+        )  # each camera's camera_info beside its image
+        assert probe.wait_for(beside, 10) and not probe.node.count_subscribers("/camera_info")
         done = lambda: all(  # noqa: E731
             probe.stamped(f"/{c}/{t}", 100 + i)
             for i, c in enumerate(CAMERAS)
