@@ -2,8 +2,8 @@
 class and by image row band, from one pass over a set.
 
 Each image adds its valid pixels to score histograms per (predicted class, row band, label): the
-bins of `StreamingMetrics` at `mantissa_bits` (default 5: relative width 2**-5, 16,384 bins, 15.7
-MiB for 20 classes × 3 bands × 2 labels, constant in the number of images). `at(threshold)` then
+bins of `StreamingMetrics` at `mantissa_bits` (default 6: relative width 2**-6, 32,768 bins, 30 MiB
+for 20 classes × 3 bands × 2 labels, constant in the number of images). `at(threshold)` then
 counts the pixels with score ≥ threshold: whole bins above it, and of the bin holding it the share
 of its score range above the threshold (linear within a bin, exact for scores spread evenly in
 it); `Breakdown.bin_error` is the number of normal pixels in those straddled bins, a bound on the
@@ -101,7 +101,7 @@ class FalsePositiveBreakdown:
     """`update(score, label, train_ids)` per image, then `at(threshold)`."""
 
     def __init__(
-        self, classes: tuple[str, ...] = CITYSCAPES_CLASSES, mantissa_bits: int = 5
+        self, classes: tuple[str, ...] = CITYSCAPES_CLASSES, mantissa_bits: int = 6
     ) -> None:
         if not 1 <= mantissa_bits <= 8:
             raise SleegError(f"mantissa_bits must be in 1..8, got {mantissa_bits}")

@@ -53,7 +53,7 @@ def test_a_threshold_inside_a_bin_counts_the_share_of_its_range_above():
     (16 pixels); threshold 1.015625 is halfway up it: half the bin's pixels are counted (8, as
     in truth), and the bound on the error is the bin's 16 pixels."""
     score = (1.0 + np.arange(16, dtype=np.float32) / 512).reshape(4, 4)
-    acc = FalsePositiveBreakdown()
+    acc = FalsePositiveBreakdown(mantissa_bits=5)
     acc.update(score, np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8))
     b = acc.at(1.015625)
     assert b.flagged.sum() == pytest.approx(8) and b.bin_error == 16
