@@ -153,31 +153,51 @@ def _region(crop: np.ndarray, obstacle: Obstacle) -> np.ndarray:
     )
 
 
-def _bottom_centre(region: np.ndarray, origin: tuple[int, int]) -> tuple[float, float]:
-    """Image coordinates of the bottom edge of the region's middle column."""
-    cols = np.flatnonzero(region.any(axis=0))
-    col = int(cols[len(cols) // 2])
-    row = region.shape[0] - 1 - int(np.argmax(region[::-1, col]))
-    return origin[0] + col, origin[1] + row + 0.5
+@dataclass(frozen=True)
+class Outline:
+    """A region's edges in image coordinates (each an array pair u, v): `bottom` and `top`, the
+    bottom / top edge of each column's lowest / highest pixel; `sides`, the left edge of each
+    row's leftmost pixel and the right edge of its rightmost (rows at the pixel centre)."""
 
+    bottom: tuple[np.ndarray, np.ndarray]
+    top: tuple[np.ndarray, np.ndarray]
+    sides: tuple[np.ndarray, np.ndarray]
 
-def _bottom_edge(region: np.ndarray, origin: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Image coordinates of the bottom edge of each column's lowest pixel."""
-    cols = np.flatnonzero(region.any(axis=0))
-    rows = region.shape[0] - 1 - np.argmax(region[::-1, cols], axis=0)
-    return origin[0] + cols.astype(np.float64), origin[1] + rows + 0.5
+    @staticmethod
+    def of(region: np.ndarray, origin: tuple[int, int]) -> Outline:
+        """The outline of `region` (h×w bool) whose top-left pixel is at `origin` (x, y)."""
+        h, w = region.shape
+        x0, y0 = float(origin[0]), float(origin[1])
+        cols = np.flatnonzero(region.any(axis=0))
+        lowest = h - 1 - np.argmax(region[::-1, cols], axis=0)
+        highest = np.argmax(region[:, cols], axis=0)
+        rows = np.flatnonzero(region.any(axis=1))
+        left = np.argmax(region[rows], axis=1)
+        right = w - 1 - np.argmax(region[rows, ::-1], axis=1)
+        u = cols + x0
+        return Outline(
+            bottom=(u, lowest + (y0 + 0.5)),
+            top=(u, highest + (y0 - 0.5)),
+            sides=(np.concatenate([left - 0.5, right + 0.5]) + x0, np.tile(rows, 2) + y0),
+        )
+
+    def bottom_centre(self) -> tuple[float, float]:
+        """The bottom edge of the region's middle column."""
+        i = self.bottom[0].size // 2
+        return float(self.bottom[0][i]), float(self.bottom[1][i])
 
 
 def _locate_region(
     region: np.ndarray, origin: tuple[int, int], rays: Rays, depth: np.ndarray | None
 ) -> Location:
-    u0, v0 = _bottom_centre(region, origin)
+    outline = Outline.of(region, origin)
+    u0, v0 = outline.bottom_centre()
     sight = rays.line_of_sight(u0, v0)
     if sight is None:
         return Location.unknown()
     method, ranges = "depth", _depth_ranges(region, origin, rays, depth, sight)
     if ranges is None:
-        method, ranges = "ground", rays.ground_ranges(*_bottom_edge(region, origin), sight)
+        method, ranges = "ground", rays.ground_ranges(*outline.bottom, sight)
     if ranges is None or ranges.size == 0:
         return Location.unknown()
     k = int(RANGE_PERCENTILE / 100 * (ranges.size - 1))  # the percentile's rank, rounded down
@@ -187,7 +207,7 @@ def _locate_region(
     contact = rays.at_range(u0, v0, sight, reach)
     if method == "ground":
         contact[2] = 0.0
-    width, height = silhouette(region, origin, rays, sight, contact)
+    width, height = silhouette(rays, sight, contact, outline.sides, outline.top)
     return Location(
         float(contact[0]), float(contact[1]), float(contact[2]), reach, width, height, method
     )

@@ -57,46 +57,43 @@ class Rays:
             u, v
         )
 
+    def direction(self, u: float, v: float) -> np.ndarray:
+        """The output-frame direction of one pixel (u, v) (optical z component 1)."""
+        k = self.intrinsics
+        return self.rotation @ np.array([(u - k.cx) / k.fx, (v - k.cy) / k.fy, 1.0])
+
     def line_of_sight(self, u: float, v: float) -> np.ndarray | None:
         """Unit horizontal (x, y) direction of pixel (u, v)'s ray; None for a vertical ray."""
-        d = self.directions(np.array([u]), np.array([v]))[0, :2]
+        d = self.direction(u, v)[:2]
         norm = float(np.hypot(d[0], d[1]))
         return None if norm < HORIZONTAL_EPS else d / norm
 
     def at_range(self, u: float, v: float, sight: np.ndarray, reach: float) -> np.ndarray:
         """The point of pixel (u, v)'s ray at horizontal range `reach` along `sight` (the pixel's
         own line of sight)."""
-        d = self.directions(np.array([u]), np.array([v]))[0]
+        d = self.direction(u, v)
         return self.origin + d * (reach / float(d[:2] @ sight))
 
 
 def silhouette(
-    region: np.ndarray,
-    origin: tuple[int, int],
     rays: Rays,
     sight: np.ndarray,
     contact: np.ndarray,
+    sides: tuple[np.ndarray, np.ndarray],
+    tops: tuple[np.ndarray, np.ndarray],
 ) -> tuple[float, float]:
-    """(width, height) in metres of a region (h×w bool, its top-left pixel at `origin`) on the
-    vertical plane through `contact` facing the camera along `sight`: the extent across the line
-    of sight of its rows' outer pixel edges, and the height above `contact` of its columns' top
-    pixel edges. NaN where no ray meets the plane."""
-    rows = np.flatnonzero(region.any(axis=1))
-    left = np.argmax(region[rows], axis=1)
-    right = region.shape[1] - 1 - np.argmax(region[rows, ::-1], axis=1)
-    cols = np.flatnonzero(region.any(axis=0))
-    top = np.argmax(region[:, cols], axis=0)
-    x0, y0 = origin
-    u = np.concatenate([left - 0.5, right + 0.5, cols.astype(np.float64)]) + x0
-    v = np.concatenate([rows, rows, top - 0.5]).astype(np.float64) + y0
-    d = rays.directions(u, v)
+    """(width, height) in metres of a region on the vertical plane through `contact` facing the
+    camera along `sight`: the extent across the line of sight of its `sides` (u, v: the outer
+    pixel edges of its rows), and the height above `contact` of its `tops` (u, v: the top pixel
+    edges of its columns). NaN where no ray meets the plane."""
+    n_side = sides[0].size
+    d = rays.directions(np.concatenate([sides[0], tops[0]]), np.concatenate([sides[1], tops[1]]))
     along = d[:, :2] @ sight
     reach = float((contact[:2] - rays.origin[:2]) @ sight)
     ok = along > HORIZONTAL_EPS
     points = rays.origin + d * (reach / np.where(ok, along, 1.0))[:, None]
-    n_side = 2 * rows.size
-    across = points[:, :2] @ np.array([-sight[1], sight[0]])
+    across = points[:n_side, :2] @ np.array([-sight[1], sight[0]])
     side_ok, top_ok = ok[:n_side], ok[n_side:]
-    width = float(np.ptp(across[:n_side][side_ok])) if side_ok.any() else float("nan")
+    width = float(np.ptp(across[side_ok])) if side_ok.any() else float("nan")
     height = float(points[n_side:, 2][top_ok].max() - contact[2]) if top_ok.any() else float("nan")
     return width, height
