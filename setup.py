@@ -51,7 +51,7 @@ setup(
     entry_points={
         "console_scripts": [
             "sleeg = sleeg_core.cli:main",
-            "anomaly_node = sleeg_ros.anomaly_node:main",
+            "anomaly_node = sleeg_ros.node_entry:main",
         ],
         # `sleeg <command>` from other packages: name = module with add_parser() and run()
         "sleeg.commands": ["bag = sleeg_ros.bag.command"],

@@ -29,7 +29,8 @@ import functools
 import gc
 import math
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -55,7 +56,7 @@ from sleeg_ros.cameras import (
     set_thresholds,
     threshold_params,
 )
-from sleeg_ros.diagnostics import NodeState, camera_status
+from sleeg_ros.diagnostics import DOING, NodeState, StatusTicker, camera_status
 from sleeg_ros.endpoints import input_qos
 from sleeg_ros.health import HealthMonitor, Limits
 from sleeg_ros.model_setup import LoadedModel, compile_model, load_model, warm_up
@@ -64,6 +65,7 @@ from sleeg_ros.parameters import IMAGE_TRANSPORTS, PARAMS, StartupError
 from sleeg_ros.scheduler import Scheduler
 from sleeg_ros.stages import NodeStages
 
+COMPILING = "minutes on a CPU, frames wait until it is done"
 SPIN_POLL_S = 0.1  # how long a stop request may wait for the executor
 SUCCESS = TransitionCallbackReturn.SUCCESS
 
@@ -84,6 +86,9 @@ class AnomalyNode(LifecycleNode):
         )
         self.state = "unconfigured"  # the lifecycle state, as each transition leaves it
         self.failure: str | None = None  # the last failed transition, until one succeeds
+        self.transition = ""  # the transition in progress ("configuring"), for /diagnostics
+        self.doing = ""  # what it is doing ("configuring: compiling the model ...")
+        self.ticker: StatusTicker | None = None  # publishes the status while a transition runs
         self.loaded: LoadedModel | None = None  # configured (configure → cleanup)
         self.stages: NodeStages | None = None
         self.max_batch = 1  # frames per forward pass (configure decides)
@@ -141,7 +146,8 @@ class AnomalyNode(LifecycleNode):
         and the result is FAILURE for a StartupError (the message names the parameter), ERROR
         for anything else (rclpy then calls on_error)."""
         try:
-            work()
+            with self._reporting(name):
+                work()
         except Exception as err:
             known = isinstance(err, StartupError)
             self.failure = f"{name} failed: " + (
@@ -154,6 +160,25 @@ class AnomalyNode(LifecycleNode):
         self.state, self.failure = goal, None
         self.get_logger().info(f"{name}: now {goal}")
         return SUCCESS
+
+    @contextmanager
+    def _reporting(self, name: str) -> Iterator[None]:
+        """While transition `name` runs in the main thread (the executor, whose timer publishes
+        the status, waits for it), a thread publishes what it is doing at once and every status
+        period (a long configure: loading the model, compiling it)."""
+        self.transition = self.doing = DOING[name]
+        try:
+            with StatusTicker(self._publish_status, self.param("status_period_s")) as ticker:
+                self.ticker = ticker
+                yield
+        finally:
+            self.transition, self.doing, self.ticker = "", "", None
+
+    def _step(self, doing: str) -> None:
+        """What the transition in progress does now: on /diagnostics at once."""
+        self.doing = doing
+        if self.ticker is not None:
+            self.ticker.poke()
 
     def finish(self) -> None:
         """The shutdown transition, unless finalized already: the worker threads are joined and
@@ -169,6 +194,10 @@ class AnomalyNode(LifecycleNode):
                     f"one of {', '.join(IMAGE_TRANSPORTS)}"
                 )
         log = self.get_logger()
+        self._step(
+            f"configuring: loading the model (weights {self.param('weights')}, head "
+            f"{self.param('head') or 'none'}, device {self.param('device')})"
+        )
         self.loaded = loaded = load_model(self.param, log, len(self.cameras), self.cpu_cores)
         # auto: a round's frames of one size in one batch on CUDA; one at a time on the CPU,
         # where a batch of 4 1024×512 frames took 1.5× as long as 4 single passes (memory-bound)
@@ -182,7 +211,9 @@ class AnomalyNode(LifecycleNode):
         for camera in self.cameras:
             camera.judged = judged_area(camera, self.param, loaded.size, resize_mode)
         self._set_thresholds()
-        compile_model(loaded, self.param("compile_mode"), self.param("score"), log)
+        if mode := self.param("compile_mode"):
+            self._step(f"configuring: compiling the model (compile_mode {mode}): {COMPILING}")
+        compile_model(loaded, mode, self.param("score"), log)
         for camera in self.cameras:
             for out in OUTPUTS:
                 topic = camera.topic(out.topic)
@@ -205,6 +236,7 @@ class AnomalyNode(LifecycleNode):
             self.loaded.model.to(self.loaded.device)
             self.offloaded = False
             if mode := self.param("compile_mode"):
+                self._step(f"activating: compiling the model again (compile_mode {mode})")
                 warm_up(self.loaded, mode, self.param("score"), self.get_logger())
         super().on_activate(state)  # the output publishers publish from now on
         names = [c.name for c in self.cameras]
@@ -303,11 +335,12 @@ class AnomalyNode(LifecycleNode):
         """One status per camera on /diagnostics (sleeg_ros.diagnostics), in every state."""
         now = self.get_clock().now()
         node = NodeState(
-            lifecycle=self.state,
+            lifecycle=self.transition or self.state,
             failure=self.failure,
             slots=self.scheduler.slots if self.scheduler is not None else None,
             device=self.loaded.device if self.loaded is not None else None,
             configured=self.loaded is not None,
+            doing=self.doing,
         )
         log = self.get_logger()
         statuses = [camera_status(c, node, now.nanoseconds, log) for c in self.cameras]

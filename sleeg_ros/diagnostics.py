@@ -3,13 +3,18 @@
 While active, a camera's status is the health of its input and of the inference (sleeg_ros.health)
 with the frame slot's counts and the newest frame's age, and WARN for what the newest frame's
 metric outputs lacked (key `geometry`: its causes, or ok; sleeg_ros.camera_geometry); in any other
-state WARN naming the state, or ERROR naming the last failed transition. A level change (or a new
-cause at the same level) is logged once; every status goes to the log at DEBUG.
+state WARN naming the state, or ERROR naming the last failed transition. While a transition runs
+(configure loading or compiling the model can take minutes) WARN saying what it is doing, published
+by a StatusTicker thread, as the executor whose timer publishes the status waits for the
+transition. A level change (or a new cause at the same level) is logged once; every status goes to
+the log at DEBUG.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,16 +26,26 @@ from sleeg_ros.cameras import Camera
 from sleeg_ros.frame_slot import LatestFrames
 from sleeg_ros.health import Level
 
+# each transition in progress as /diagnostics names it: its lifecycle_msgs/State label
+DOING = {
+    "configure": "configuring",
+    "activate": "activating",
+    "deactivate": "deactivating",
+    "cleanup": "cleaningup",
+    "shutdown": "shuttingdown",
+}
+
 
 @dataclass
 class NodeState:
     """What every camera's status reports of the node."""
 
-    lifecycle: str  # the lifecycle state, as the last transition left it
+    lifecycle: str  # the lifecycle state, as the last transition left it, or the one in progress
     failure: str | None  # the last failed transition, until one succeeds
     slots: LatestFrames | None  # while active: the frame slots (their counts)
     device: torch.device | None  # while configured
     configured: bool  # a model is loaded (thresholds are in force)
+    doing: str = ""  # what a transition in progress is doing ("configuring: compiling ...")
 
 
 def camera_status(
@@ -39,7 +54,9 @@ def camera_status(
     """A camera's status now; a change of level or cause is logged."""
     values: dict[str, Any] = {"lifecycle_state": node.lifecycle}
     causes: tuple[str, ...] = ()
-    if node.lifecycle == "active":
+    if node.doing:  # each step logged once
+        level, message, causes = Level.WARN, node.doing, (node.doing,)
+    elif node.lifecycle == "active":
         level, message, causes, health = _active(camera, node.slots, now_ns)
         values |= health
     elif node.failure is not None:
@@ -110,3 +127,32 @@ def _log_change(
     else:
         log.warning(change)
     camera.last_logged = logged
+
+
+class StatusTicker:
+    """Publishes the status from its own thread at once and every `period_s` while the main
+    thread runs a long transition; `poke` publishes a changed status at once. A context manager:
+    the thread is joined on leaving it."""
+
+    def __init__(self, publish: Callable[[], None], period_s: float) -> None:
+        self._publish, self._period_s = publish, period_s
+        self._wake, self._done = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status", daemon=True)
+
+    def __enter__(self) -> StatusTicker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._wake.set()
+        self._thread.join()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self._publish()
+            self._wake.wait(self._period_s)
+            self._wake.clear()
