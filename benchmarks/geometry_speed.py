@@ -36,16 +36,23 @@ CITYSCAPES_POSE = (1.7, 0.1, 1.22, 0.0, 0.038, -0.0195)  # x y z roll pitch yaw
 SIZES = {"1024x512": (1024, 512), "2048x1024": (2048, 1024)}
 
 
-def timed(fn, repeat: int, warmup: int = 2) -> float:
-    """Median wall time of fn() in ms."""
+def samples(fn, repeat: int, warmup: int = 2) -> list[tuple[float, float]]:
+    """(wall, CPU) times in ms of `repeat` calls of fn(), after `warmup` calls. The CPU time is
+    this process's (all its threads): on a loaded machine it counts only the work, not the
+    waits for a core."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        times.append(((time.perf_counter() - w0) * 1e3, (time.process_time() - c0) * 1e3))
+    return times
+
+
+def medians(times: list[tuple[float, float]]) -> tuple[float, float]:
+    """(median wall, median CPU) in ms."""
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
 def box_mask(cam: CameraGeometry, x: float, y: float, width: float, top: float):
@@ -85,10 +92,10 @@ def scene(cam: CameraGeometry, count: int, seed: int = 0) -> tuple[np.ndarray, n
     return mask, depth.astype(np.float32)
 
 
-def geometry_ms(mask, obstacles, cam, depth, score, budget, repeat) -> tuple[float, float]:
-    """Median ms of locate_obstacles and of anomaly_points on one frame."""
-    locate = timed(lambda: locate_obstacles(mask, obstacles, cam, depth), repeat)
-    points = timed(lambda: anomaly_points(mask, cam, depth, budget, score), repeat)
+def geometry_ms(mask, obstacles, cam, depth, score, budget, repeat):
+    """(wall, CPU) median ms of locate_obstacles and of anomaly_points on one frame."""
+    locate = medians(samples(lambda: locate_obstacles(mask, obstacles, cam, depth), repeat))
+    points = medians(samples(lambda: anomaly_points(mask, cam, depth, budget, score), repeat))
     return locate, points
 
 
@@ -117,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             Pose.from_values(CITYSCAPES_POSE),
         )
         images = torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8)
-        forward = timed(lambda x=images: model(x, scores=("sleeg",)), max(3, args.repeat // 4))
+        forward_runs = max(3, args.repeat // 4)
+        forwards = samples(lambda x=images: model(x, scores=("sleeg",)), forward_runs)
+        size_rows = []
         for count in (int(c) for c in args.counts.split(",")):
             mask, depth = scene(cam, count, seed=count)
             score = mask.astype(np.float32) / 255
@@ -126,28 +135,42 @@ def main(argv: list[str] | None = None) -> int:
                 locate, points = geometry_ms(
                     mask, obstacles, cam, d, score, args.budget, args.repeat
                 )
-                row = {
-                    "size": size,
-                    "obstacles": len(obstacles),
-                    "mask_px": int(np.count_nonzero(mask)),
-                    "path": path,
-                    "locate_ms": locate,
-                    "points_ms": points,
-                    "forward_ms": forward,
-                    "ratio": (locate + points) / forward,
-                }
-                rows.append(row)
-                print(
-                    f"{size} {row['obstacles']:3d} obstacles {row['mask_px']:7d} px {path:<6} "
-                    f"locate {locate:6.2f} ms  points {points:6.2f} ms  "
-                    f"forward {forward:7.1f} ms  ratio {100 * row['ratio']:.2f} %"
+                size_rows.append(
+                    {
+                        "size": size,
+                        "obstacles": len(obstacles),
+                        "mask_px": int(np.count_nonzero(mask)),
+                        "path": path,
+                        "locate_ms": locate[0],
+                        "points_ms": points[0],
+                        "geometry_cpu_ms": locate[1] + points[1],
+                    }
                 )
+        # the forward again after the geometry: the median of both runs, so a change of the
+        # machine's load in between affects both sides alike
+        forwards += samples(lambda x=images: model(x, scores=("sleeg",)), forward_runs)
+        forward, forward_cpu = medians(forwards)
+        for row in size_rows:
+            row["forward_ms"], row["forward_cpu_ms"] = forward, forward_cpu
+            row["ratio"] = (row["locate_ms"] + row["points_ms"]) / forward
+            row["cpu_ratio"] = row["geometry_cpu_ms"] / forward_cpu
+            print(
+                f"{size} {row['obstacles']:3d} obstacles {row['mask_px']:7d} px "
+                f"{row['path']:<6} locate {row['locate_ms']:6.2f} ms  "
+                f"points {row['points_ms']:6.2f} ms  forward {forward:7.1f} ms  "
+                f"ratio {100 * row['ratio']:.2f} %  | CPU time: geometry "
+                f"{row['geometry_cpu_ms']:6.2f} ms forward {forward_cpu:7.1f} ms "
+                f"ratio {100 * row['cpu_ratio']:.2f} %"
+            )
+        rows += size_rows
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     if args.out:
         meta = {
             "cpu": platform.processor() or platform.machine(),
             "threads": args.threads,
             "budget": args.budget,
             "torch": torch.__version__,
+            "load_average": os.getloadavg(),
         }
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0
