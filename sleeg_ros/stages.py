@@ -184,7 +184,7 @@ class NodeStages:
         pose = self.poses.pose(camera.name, stamp) if self.poses is not None else None
         max_age = self.param("depth_max_age_s") if self.use_depth else None
         geo = frame_geometry(camera.inputs or CameraInputs(), pose, stamp, mask.shape, max_age)
-        self._report(camera, geo.issues)
+        self._report(camera, geo.issues if pose is not None else None)
         want, values = job.want, {}
         metric = metric_header(header, self.output_frame)
         if want["obstacles"] or want["markers"]:
@@ -206,9 +206,13 @@ class NodeStages:
             values["points"] = point_cloud(metric, points)
         return values
 
-    def _report(self, camera: Camera, issues: dict[str, str]) -> None:
+    def _report(self, camera: Camera, issues: dict[str, str] | None) -> None:
         """Log each cause the first time it appears (in this activation: a cause that comes and
-        goes is not logged again) and keep the frame's causes for /diagnostics."""
+        goes is not logged again) and keep the frame's causes for /diagnostics. None: the camera
+        has no camera_pose, so its obstacles are in pixels only by choice — nothing to warn of."""
+        if issues is None:
+            camera.geometry_issues = None
+            return
         for cause, text in issues.items():
             if cause not in camera.geometry_logged:
                 camera.geometry_logged.add(cause)

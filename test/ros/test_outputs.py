@@ -14,6 +14,8 @@ from std_msgs.msg import Header
 
 from sleeg_core.data.geometry import JudgedArea
 from sleeg_core.model.inference import Prediction
+from sleeg_core.projection.camera import Pose
+from sleeg_ros.camera_geometry import ParameterPoses
 from sleeg_ros.cameras import Camera
 from sleeg_ros.conversions import array_to_image
 from sleeg_ros.health import HealthMonitor, Limits
@@ -96,7 +98,10 @@ def stages_for(
     params |= {p.name: p.default for p in PARAMS if p.name in METRIC_PARAMS} | overrides
     model = Model()
     loaded = LoadedModel(model, "fake", torch.device("cpu"), None, 1, score_stats=None)
-    return NodeStages([camera], loaded, params.__getitem__, get_logger("t"), "pad"), camera, model
+    pose = overrides.get("camera_pose")
+    poses = ParameterPoses({"": Pose.from_values(pose)}) if pose else None
+    stages = NodeStages([camera], loaded, params.__getitem__, get_logger("t"), "pad", poses=poses)
+    return stages, camera, model
 
 
 def frame() -> Frame:
@@ -147,13 +152,17 @@ def test_the_anomaly_outputs_need_only_the_score_and_follow_the_table() -> None:
     obstacles = out["obstacles"][0]
     assert obstacles.anomalous_fraction == pytest.approx(0.25)
     assert [(o.roi.width, o.roi.height) for o in obstacles.obstacles] == [(W // 2, H // 2)]
-    # no camera_info and no pose: in pixels only, every metric value unknown
+    # no pose configured: in pixels only by choice, every metric value unknown, nothing warned
     assert obstacles.output_frame == "base_link" and obstacles.header.frame_id == "cam"
     (obstacle,) = obstacles.obstacles
     assert obstacle.method == AnomalyObstacle.METHOD_NONE
     metres = (obstacle.contact.x, obstacle.distance, obstacle.width, obstacle.height)
     assert all(math.isnan(v) for v in metres)
-    assert set(camera.geometry_issues) == {"no_camera_info", "no_camera_pose"}
+    assert camera.geometry_issues is None
+    # with a pose, the missing camera_info is a cause for /diagnostics
+    stages, camera, _ = stages_for({"obstacles"}, 0.5, camera_pose=[0.0, 0.0, 1.5, 0.0, 0.0, 0.0])
+    run(stages)
+    assert set(camera.geometry_issues) == {"no_camera_info"}
 
 
 def test_min_blob_area_near_drops_a_blob_below_its_rows_minimum() -> None:
