@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from sleeg_core.data.images import read_rgb, to_batch
-from sleeg_core.eval.obstacles import find_obstacles
+from sleeg_core.eval.obstacles import NODE_CLEANUP, find_obstacles
 from sleeg_core.model.inference import load_segmenter
 from sleeg_core.projection.camera import CameraGeometry, Intrinsics, Pose
 from sleeg_core.projection.locate import Location, locate_obstacles
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         f"cx {k.cx:.2f} cy {k.cy:.2f}; pose {list(CITYSCAPES_POSE)}"
     )
 
-    mask, obstacles = find_obstacles(score, head.threshold, open_px=3, min_area=64)
+    mask, obstacles = NODE_CLEANUP.apply(score, head.threshold)  # as the node cleans it
     located = locate_obstacles(mask, obstacles, cam, None)
     placed = sum(loc.method != "none" for loc in located)
     print(
