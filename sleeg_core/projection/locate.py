@@ -4,10 +4,10 @@ For each obstacle (a connected region of the cleaned mask, from `find_obstacles`
 - **line of sight**: the horizontal direction from the camera to the region's bottom centre (the
   bottom edge of the middle column of the region);
 - **range**: the horizontal distance, along that line of sight, of the region's near face —
-  the `RANGE_PERCENTILE`-th percentile of the ranges of its points: the depth path uses every
-  pixel with a valid depth reading (back-projected), the ground path the region's bottom edge
-  (the lowest pixel of each column, its bottom edge) met with the ground plane z = 0 of the
-  output frame (a flat road; the region is assumed to stand on it);
+  the `RANGE_PERCENTILE`-th percentile (nearest rank below) of the ranges of its points: the
+  depth path uses every pixel with a valid depth reading (back-projected), the ground path the
+  region's bottom edge (the lowest pixel of each column, its bottom edge) met with the ground
+  plane z = 0 of the output frame (a flat road; the region is assumed to stand on it);
 - **contact point** (x, y, z): the point at that range on the line of sight — on the ground
   (z = 0) for the ground path, at the height of the bottom-centre ray for the depth path;
   `distance` is its horizontal distance from the camera (= the range);
