@@ -63,15 +63,15 @@ class Location:
 
 def decode_depth(data: np.ndarray, encoding: str) -> np.ndarray:
     """A depth image (H×W) → float32 metres: "16UC1" millimetres (uint16), "32FC1" metres
-    (float32); zeros, NaN, ±inf and negative values (no reading) → NaN. GeometryError for another
-    encoding, a dtype that does not match it, or not a 2-D array."""
+    (float32), in either byte order; zeros, NaN, ±inf and negative values (no reading) → NaN.
+    GeometryError for another encoding, a dtype that does not match it, or not a 2-D array."""
     if encoding not in DEPTH_ENCODINGS:
         raise GeometryError(
             f"depth encoding '{encoding}' not supported; one of {', '.join(DEPTH_ENCODINGS)}"
         )
     dtype, per_metre = DEPTH_ENCODINGS[encoding]
     data = np.asarray(data)
-    if data.ndim != 2 or data.dtype != dtype:
+    if data.ndim != 2 or data.dtype.newbyteorder("=") != np.dtype(dtype):  # either byte order
         raise GeometryError(
             f"depth image: expected a 2-D {np.dtype(dtype).name} array for {encoding}, "
             f"got {data.dtype.name} of shape {data.shape}"

@@ -245,6 +245,8 @@ def test_decode_depth():
     np.testing.assert_array_equal(
         out, np.array([[np.nan, np.nan], [np.nan, np.nan], [2.25, 1e-3]], np.float32)
     )
+    big_endian = mm.astype(">u2")  # a message with is_bigendian set
+    np.testing.assert_array_equal(decode_depth(big_endian, "16UC1"), decode_depth(mm, "16UC1"))
     with pytest.raises(GeometryError, match="not supported"):
         decode_depth(mm, "8UC1")
     with pytest.raises(GeometryError, match="uint16"):
