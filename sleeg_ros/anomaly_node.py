@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import gc
 import math
+import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,6 +61,7 @@ from sleeg_ros.diagnostics import DOING, NodeState, StatusTicker, camera_status
 from sleeg_ros.endpoints import input_qos
 from sleeg_ros.health import HealthMonitor, Limits
 from sleeg_ros.model_setup import LoadedModel, compile_model, load_model, warm_up
+from sleeg_ros.node_entry import STOP_SIGNALS, STOPPED
 from sleeg_ros.outputs import OUTPUTS, STATUS_TOPIC, STATUS_TYPE
 from sleeg_ros.parameters import IMAGE_TRANSPORTS, PARAMS, StartupError
 from sleeg_ros.scheduler import Scheduler
@@ -163,9 +165,8 @@ class AnomalyNode(LifecycleNode):
 
     @contextmanager
     def _reporting(self, name: str) -> Iterator[None]:
-        """While transition `name` runs in the main thread (the executor, whose timer publishes
-        the status, waits for it), a thread publishes what it is doing at once and every status
-        period (a long configure: loading the model, compiling it)."""
+        """While transition `name` runs (the executor, whose timer publishes the status, waits),
+        a thread publishes what it is doing at once and every status period."""
         self.transition = self.doing = DOING[name]
         try:
             with StatusTicker(self._publish_status, self.param("status_period_s")) as ticker:
@@ -351,22 +352,28 @@ class AnomalyNode(LifecycleNode):
 class StopRequest:
     """SIGINT/SIGTERM handler in place of rclpy's, which invalidates the context at once, under
     publishing worker threads: while the model loads at autostart a signal aborts it
-    (KeyboardInterrupt); once the node spins (or activates) it only asks the spin loop to end
-    (after a transition in progress), and `main` takes things down in order."""
+    (KeyboardInterrupt) and a second one, no worker thread running yet, exits at once (unwinding
+    a torch.compile can outlast `ros2 launch`'s patience); once the node spins (or activates) it
+    only asks the spin loop to end (after a transition in progress), and `main` takes things down
+    in order."""
 
     def __init__(self) -> None:
         self.running = False
         self.requested = False
 
     def __call__(self, _signum: int, _frame: FrameType | None) -> None:
-        if not self.running:
+        if self.running:
+            self.requested = True
+        elif self.requested:
+            os._exit(STOPPED)
+        else:
+            self.requested = True
             raise KeyboardInterrupt
-        self.requested = True
 
 
 def main(args: list[str] | None = None) -> int:
     stop = StopRequest()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, stop)
     log = rclpy.logging.get_logger("sleeg_anomaly")
     try:

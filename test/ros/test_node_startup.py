@@ -2,6 +2,7 @@
 /diagnostics says what a slow configure is doing, seen by a DDS subscriber outside the node."""
 
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -52,6 +53,33 @@ def test_a_stop_while_pytorch_loads_exits_quietly_with_code_0(ros_env, tiny_mode
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+
+
+def test_a_second_stop_while_start_up_unwinds_exits_at_once(ros_env):
+    """The first SIGINT while the model loads aborts it (KeyboardInterrupt); while that unwinds
+    (a torch.compile can take longer than `ros2 launch` waits) a second signal, as its SIGTERM,
+    ends the process at once with code 0."""
+    code = "\n".join(
+        [
+            "import os, signal, time",
+            "from sleeg_ros.anomaly_node import StopRequest",
+            "stop = StopRequest()",
+            "signal.signal(signal.SIGINT, stop)",
+            "signal.signal(signal.SIGTERM, stop)",
+            "try:",
+            "    os.kill(os.getpid(), signal.SIGINT)",
+            "    time.sleep(60)",
+            "except KeyboardInterrupt:",
+            "    print('aborted', flush=True)",
+            "os.kill(os.getpid(), signal.SIGTERM)",
+            "time.sleep(60)",
+            "print('not stopped', flush=True)",
+        ]
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=ros_env, capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout) == (0, "aborted\n"), done
 
 
 @pytest.mark.compile
