@@ -141,7 +141,7 @@ def plot_breakdown(result: DatasetResult, path: Path) -> Path:
     order = [i for i in np.argsort(-share, kind="stable") if b.normal[i].sum() > 0]
     names = [b.classes[i] for i in order]
     fig, (by_class, by_band) = plt.subplots(
-        1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [4, 1]}
+        1, 2, figsize=(14, 4.4), gridspec_kw={"width_ratios": [3, 1]}
     )
     x = np.arange(len(order))
     by_class.bar(x - 0.2, share[order], 0.4, label="share of all false positives")
@@ -151,7 +151,7 @@ def plot_breakdown(result: DatasetResult, path: Path) -> Path:
     xb = np.arange(len(BANDS))
     by_band.bar(xb - 0.2, 100 * b.band_share(), 0.4)
     by_band.bar(xb + 0.2, 100 * np.nan_to_num(b.band_rate()), 0.4)
-    by_band.set_xticks(xb, [f"{n}\n({p} third)" for n, p in zip(BANDS, THIRDS, strict=True)])
+    by_band.set_xticks(xb, [f"{n}\n({p})" for n, p in zip(BANDS, THIRDS, strict=True)], fontsize=8)
     by_band.set(title="by image rows")
     for ax in (by_class, by_band):
         ax.grid(axis="y", alpha=0.3)
@@ -163,4 +163,4 @@ def plot_breakdown(result: DatasetResult, path: Path) -> Path:
     return path
 
 
-THIRDS = ("top", "middle", "bottom")
+THIRDS = ("top third", "middle third", "bottom third")
