@@ -38,7 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="evaluate anomaly scores on labelled datasets",
         description="Pixel-level AP, AUROC and FPR95 (first threshold with TPR ≥ 0.95) over all "
         "valid pixels of each dataset, void excluded. Writes results.json, results.md, PR/ROC "
-        "curves and example overlays.",
+        "curves and example overlays. With --head, also the component-level (SegmentMeIfYouCan) "
+        "and pixel figures of the mask the node would publish; --breakdown adds where the false "
+        "positives are.",
     )
     add_model_args(parser)
     parser.add_argument(
