@@ -1,6 +1,7 @@
 """The node process's start-up: SIGINT/SIGTERM while PyTorch loads end it quietly, and
 /diagnostics says what a slow configure is doing, seen by a DDS subscriber outside the node."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def loading_pytorch(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc maps")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_while_pytorch_loads_exits_quietly_with_code_0(ros_env, tiny_model, sig):
-    args = [f"-p{p}" for p in node_params(tiny_model)]
+    args = [a for p in node_params(tiny_model) for a in ("-p", p)]
     proc = Popen(
         [sys.executable, str(EXECUTABLE), "--ros-args", *args],
         env=ros_env,
@@ -80,6 +81,37 @@ def test_a_second_stop_while_start_up_unwinds_exits_at_once(ros_env):
         [sys.executable, "-c", code], env=ros_env, capture_output=True, text=True, timeout=120
     )
     assert (done.returncode, done.stdout) == (0, "aborted\n"), done
+
+
+def test_a_stopped_node_ends_without_the_interpreters_teardown(ros_env, tiny_model, tmp_path):
+    """Once the node is taken down the process ends at once, its log complete: the interpreter's
+    own teardown (atexit handlers and all), which after a torch.compile outlasted the 5 s that
+    `ros2 launch` waits before SIGTERM, is skipped. An atexit handler shows whether it ran."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import atexit\natexit.register(print, 'interpreter teardown', flush=True)\n"
+    )
+    env = {**ros_env, "PYTHONPATH": os.pathsep.join([str(site), ros_env.get("PYTHONPATH", "")])}
+    args = [a for p in node_params(tiny_model) for a in ("-p", p)]
+    proc = Popen(
+        [sys.executable, str(EXECUTABLE), "--ros-args", *args],
+        env=env,
+        stdout=PIPE,
+        stderr=STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    log = []
+    for line in proc.stdout:
+        log.append(line)
+        if "activate: now active" in line:
+            break
+    assert proc.poll() is None, "".join(log)
+    rc, out = stop(proc, timeout=60)
+    out = "".join(log) + out
+    assert rc == 0 and "shutdown: now finalized" in out, out
+    assert "interpreter teardown" not in out, out
 
 
 @pytest.mark.compile
