@@ -1,13 +1,17 @@
-"""Recalibrate the mask threshold of existing head files without retraining.
+"""Recalibrate the mask threshold of existing head files and ensemble files without retraining.
 
 Scores evenly spaced normal Cityscapes-train frames with the head as the trainer's calibration
 does (`sleeg_core.train.calibration.calibrate`: each frame resized to the calibration size, the
 node's test-time averaging) and writes the threshold of the current rule (`calibration.fpr` of
 the frames' pixels above it, default `CalibrationConfig`) into the file: `threshold`,
 `threshold_rule` and `train_config["calibration"]`. Weights, λ and `score_stats` stay as they
-were.
+were. An ensemble file (sleeg_core.model.ensemble_file) is scored by its ensemble score, and gets
+its `threshold`, `threshold_rule`, `calibration` and `score_stats` (the quantiles of that score on
+the same pixels) written; its members' weights are found as everywhere (known names from the
+cache or $SLEEG_SHARED).
 
     python benchmarks/recalibrate.py --data-root ../shared/data models/*.pt
+    python benchmarks/recalibrate.py --data-root ../shared/data models/enet_dabnet_sleeg.yaml
     python benchmarks/recalibrate.py --data-root ../shared/data --fpr 0.005 --out /tmp/h.pt \\
         models/enet_cityscapes_sleeg.pt
 """
@@ -23,6 +27,7 @@ import torch
 
 from sleeg_core.common.errors import SleegError
 from sleeg_core.data.images import list_images
+from sleeg_core.model.ensemble_file import EnsembleFile, is_ensemble_file
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.model.inference import load_segmenter
 from sleeg_core.train.calibration import calibrate, calibration_rule
@@ -57,10 +62,35 @@ def recalibrate(
     return head_file
 
 
+def recalibrate_ensemble(
+    path: Path, data_root: Path, cal: CalibrationConfig, out: Path, device: str
+) -> EnsembleFile:
+    """Write the ensemble file `path` with the threshold and score statistics of `cal` to `out`."""
+    model, spec = load_segmenter(None, None, path, device)
+    assert isinstance(spec, EnsembleFile)
+    threshold, stats = calibrate(model, list_images(data_root / TRAIN_IMAGES), cal)
+    old = spec.threshold
+    spec.threshold, spec.score_stats = threshold, stats
+    spec.threshold_rule = calibration_rule(cal)
+    spec.calibration = {**dataclasses.asdict(cal), "size": list(cal.size)}
+    spec.save(out)
+    print(f"{path.name}: threshold {old:.4f} -> {threshold:.4f} ({spec.threshold_rule})")
+    return spec
+
+
+def recorded_calibration(path: Path) -> dict[str, object]:
+    """How a head or ensemble file was calibrated last (empty: never)."""
+    if is_ensemble_file(path):
+        return EnsembleFile.load(path).calibration
+    return HeadFile.load(path).train_config.get("calibration", {})
+
+
 def main() -> int:
     default = CalibrationConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("heads", nargs="+", type=Path, help="head files to recalibrate")
+    parser.add_argument(
+        "heads", nargs="+", type=Path, help="head files or ensemble files to recalibrate"
+    )
     parser.add_argument(
         "--data-root", type=Path, required=True, help=f"holds weights/ and {TRAIN_IMAGES}"
     )
@@ -90,15 +120,15 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     try:
         for path in args.heads:
-            head_file = HeadFile.load(path)
-            recorded = head_file.train_config.get("calibration", {})
+            recorded = recorded_calibration(path)
             cal = CalibrationConfig(
                 fpr=args.fpr,
                 frames=args.frames,
                 size=tuple(recorded.get("size", default.size)),
                 tta=recorded.get("tta", default.tta),
             )
-            recalibrate(path, args.data_root, cal, args.out or path, args.device)
+            write = recalibrate_ensemble if is_ensemble_file(path) else recalibrate
+            write(path, args.data_root, cal, args.out or path, args.device)
     except SleegError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -19,9 +19,10 @@ from rclpy.impl.rcutils_logger import RcutilsLogger
 
 from sleeg_core.common.errors import ModelLoadError, SleegError
 from sleeg_core.deploy.onnx_backend import OnnxSegmenter
+from sleeg_core.model.ensemble import EnsembleSegmenter
+from sleeg_core.model.ensemble_file import EnsembleFile
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.model.inference import AnomalySegmenter, load_segmenter
-from sleeg_core.model.weights import KNOWN_WEIGHTS
 from sleeg_ros.parameters import StartupError
 
 Param = Callable[[str], Any]  # a parameter's value by name
@@ -39,7 +40,7 @@ FIELD_PARAMS = {
 class LoadedModel:
     """What configure loaded and decided."""
 
-    model: AnomalySegmenter | OnnxSegmenter
+    model: AnomalySegmenter | EnsembleSegmenter | OnnxSegmenter
     name: str  # for the log: the segmentor, or the ONNX graph's
     device: torch.device
     size: tuple[int, int] | None  # inference (H, W); None: each frame's own
@@ -64,22 +65,27 @@ def load_model(param: Param, log: RcutilsLogger, n_cameras: int, cpu_cores: int)
         model.convert_networks(torch.float16)
     n_inference, threads = inference_threads(param, device.type == "cuda", n_cameras, cpu_cores)
     torch.set_num_threads(threads)
-    loaded = LoadedModel(model, model.segmentor.info.name, device, size, n_inference)
+    loaded = LoadedModel(model, model_name(model), device, size, n_inference)
     if head_file is not None:
         loaded.head_threshold, loaded.score_stats = head_file.threshold, head_file.score_stats
     return loaded
 
 
-def _load_segmenter(param: Param) -> tuple[AnomalySegmenter, HeadFile | None]:
+def model_name(model: AnomalySegmenter | EnsembleSegmenter) -> str:
+    """The segmentor's name, or an ensemble's segmentors' names, for the log."""
+    if isinstance(model, EnsembleSegmenter):
+        names = " + ".join(m.segmentor.info.name for m in model.members)
+        return f"ensemble ({names})"
+    return model.segmentor.info.name
+
+
+def _load_segmenter(
+    param: Param,
+) -> tuple[AnomalySegmenter | EnsembleSegmenter, HeadFile | EnsembleFile | None]:
     """`load_segmenter` on the parameters; its errors name the parameter at fault."""
     head, weights, score = param("head"), param("weights"), param("score")
     if not head and score.startswith("sleeg"):
         raise StartupError(f"parameter 'score' is '{score}', which needs parameter 'head'")
-    if not weights:
-        raise StartupError(
-            "parameter 'weights' is empty: set a checkpoint file or a known name "
-            f"({', '.join(KNOWN_WEIGHTS)})"
-        )
     try:
         model, head_file = load_segmenter(
             param("segmentor") or None, weights, head or None, param("device")

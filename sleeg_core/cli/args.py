@@ -21,10 +21,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--weights",
-        required=True,
-        help="segmentor checkpoint: a file, or a known name (sleeg weights list), fetched once",
+        help="segmentor checkpoint: a file, or a known name (sleeg weights list), fetched once; "
+        "required but with an ensemble --head (default: its first member's)",
     )
-    parser.add_argument("--head", help="trained OoD head: a file, or a shipped head's name")
+    parser.add_argument(
+        "--head", help="trained OoD head or ensemble: a file, or a shipped head's name"
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sleeg_core.common.errors import SleegError
 from sleeg_core.model import weights
+from sleeg_core.model.ensemble_file import EnsembleFile, is_ensemble_file
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.model.shipped_heads import resolve_head, shipped_heads
 
@@ -66,6 +67,9 @@ def print_shipped_heads() -> None:
     print("shipped heads (--head NAME, the node's head:=NAME):" if names else "shipped heads: none")
     for name in names:
         path = resolve_head(name)
+        if is_ensemble_file(path):
+            print_ensemble(name, path)
+            continue
         try:
             head = HeadFile.load(path)
         except SleegError as err:  # listed, not fatal: the other heads still show
@@ -79,3 +83,19 @@ def print_shipped_heads() -> None:
             f"{branches} branch{'es' if branches > 1 else ''}, λ = {head.lam:g}, {steps} steps"
         )
         print(f"    file:    {path}")
+
+
+def print_ensemble(name: str, path: Path) -> None:
+    """A shipped ensemble file: each member's weights and weighted heads, and its file."""
+    try:
+        spec = EnsembleFile.load(path)
+    except SleegError as err:
+        print(f"{name}  unreadable: {err}\n    file:    {path}")
+        return
+    total = spec.weight_total()
+    members = " + ".join(
+        f"{m.weights} [{', '.join(f'{h.head} {h.weight / total:g}' for h in m.heads)}]"
+        for m in spec.members
+    )
+    print(f"{name}  (ensemble: {members})")
+    print(f"    file:    {path}")

@@ -158,8 +158,14 @@ def export_onnx(
 
     score: "sleeg" with a head, else "entropy", when None. `provenance` (e.g. the weights and
     head file names) is added to the metadata as given. SleegError for a bad size, batch,
-    layout, opset or a score the model cannot compute.
+    layout, opset or a score the model cannot compute, or for an ensemble.
     """
+    if not isinstance(model, AnomalySegmenter):
+        raise SleegError(
+            "an ensemble (head: an ensemble file) is not exported to ONNX: its members are "
+            "separate networks; export one head with its own weights, or run the ensemble in "
+            "PyTorch"
+        )
     try:
         import onnx
     except ImportError as err:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -19,19 +20,25 @@ from sleeg_core.common.choices import check_device
 from sleeg_core.common.errors import ModelLoadError, SleegError
 from sleeg_core.data.geometry import fit_frame, to_frame, to_input
 from sleeg_core.data.labels import IGNORE_ID
+from sleeg_core.model.ensemble_file import EnsembleFile, is_ensemble_file
 from sleeg_core.model.estimators import HEAD_SCORES, compute_score, needs_logits, score_names
 from sleeg_core.model.head import OoDHead
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.model.shipped_heads import pick_segmentor, resolve_head
 from sleeg_core.model.tta import TTA_SCALES, check_tta
+from sleeg_core.model.weights import KNOWN_WEIGHTS
 from sleeg_core.model.weights import resolve as resolve_weights
 from sleeg_core.segmentors import Segmentor, build_segmentor
 from sleeg_core.segmentors.base import (
     CUDA_GRAPH_MODES,
     IMAGENET_MEAN,
+    SegmentorOutput,
     check_compile_mode,
     upsample_to_input,
 )
+
+if TYPE_CHECKING:
+    from sleeg_core.model.ensemble import EnsembleSegmenter
 
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # padding: zero once normalised
 # AnomalySegmenter._compute's (train ids, scores by name, logits) at the network's input size
@@ -226,6 +233,15 @@ class AnomalySegmenter(nn.Module):
         """One pass of the networks over `x`: (train ids, scores, logits) at its size."""
         out = self.segmentor(x)
         out.coarse_logits = out.coarse_logits.float()  # whatever dtype the networks run in
+        maps, logits = self._score_maps(out, x, scores, keep_logits)
+        ids = out.train_ids() if train_ids else None
+        return ids, maps, logits
+
+    def _score_maps(
+        self, out: SegmentorOutput, x: torch.Tensor, scores: tuple[str, ...], keep_logits: bool
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The scores of one segmentor output for network inputs `x`, and the full-resolution
+        logits when they were computed (for the scores, or kept)."""
         h = None
         if self.head is not None and any(n in HEAD_SCORES for n in scores):
             stride = self.segmentor.info.feature_stride
@@ -234,9 +250,7 @@ class AnomalySegmenter(nn.Module):
         logits = None  # full-resolution logits only for the scores (or caller) that read them
         if keep_logits or any(needs_logits(n, **params[n]) for n in scores):
             logits = out.logits
-        maps = {n: compute_score(n, logits, h, **params[n]) for n in scores}
-        ids = out.train_ids() if train_ids else None
-        return ids, maps, logits
+        return {n: compute_score(n, logits, h, **params[n]) for n in scores}, logits
 
 
 def _cast_inputs(
@@ -261,16 +275,18 @@ def loading(field: str) -> Iterator[None]:
 
 def load_segmenter(
     segmentor: str | None,
-    weights: str | Path,
+    weights: str | Path | None,
     head: str | Path | None = None,
     device: str = "auto",
-) -> tuple[AnomalySegmenter, HeadFile | None]:
+) -> tuple[AnomalySegmenter | EnsembleSegmenter, HeadFile | EnsembleFile | None]:
     """Build segmentor (+ head from its file) on `device`; checks they belong together.
 
     `weights` is a file or a known name, `head` a file or a shipped head's name; `segmentor`
     None takes the head's or the known weights' segmentor (sleeg_core.model.shipped_heads,
-    sleeg_core.model.weights). Every failure is a ModelLoadError whose `field` names the input
-    at fault: "head", "segmentor", "weights" or "device".
+    sleeg_core.model.weights). A `head` that is an ensemble file (sleeg_core.model.ensemble_file)
+    gives its EnsembleSegmenter and the file; `segmentor` and `weights` are then empty or name
+    its first member's. Every failure is a ModelLoadError whose `field` names the input at
+    fault: "head", "segmentor", "weights" or "device".
 
     >>> load_segmenter("enet", "/nowhere/enet.pth", device="cpu")
     Traceback (most recent call last):
@@ -280,7 +296,18 @@ def load_segmenter(
     if head:
         with loading("head"):
             head_path = resolve_head(head)
+        if is_ensemble_file(head_path):
+            from sleeg_core.model.ensemble import load_ensemble  # it builds on this module
+
+            return load_ensemble(head_path, resolve_device(device), segmentor, weights)
+        with loading("head"):
             head_file = HeadFile.load(head_path)
+    if not weights:
+        raise ModelLoadError(
+            "weights",
+            "no weights: give a segmentor checkpoint file or a known name "
+            f"({', '.join(KNOWN_WEIGHTS)})",
+        )
     name = pick_segmentor(segmentor, weights, head_file)
     weights_path = resolve_weights(weights)
     if not weights_path.is_file():

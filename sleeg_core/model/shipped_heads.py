@@ -2,8 +2,9 @@
 
 Wherever a head file is taken (`--head`, the node's `head`), `resolve_head` accepts a path or the
 name of a shipped head. A value that names an existing file is that file; a bare name (no folder,
-no suffix, e.g. `enet_cityscapes_sleeg`) is `<name>.pt` in the first of these folders that has it:
-each of `$SLEEG_MODELS` (os.pathsep-separated), then `models/` of the source checkout. Sourcing an
+no suffix, e.g. `enet_cityscapes_sleeg`) is `<name>.pt`, else the ensemble file `<name>.yaml`
+(sleeg_core.model.ensemble_file), in the first of these folders that has either: each of
+`$SLEEG_MODELS` (os.pathsep-separated), then `models/` of the source checkout. Sourcing an
 installed ROS package prepends its shipped heads' folder to `$SLEEG_MODELS` (an environment hook of
 the package), so this module needs no knowledge of install layouts. Any other value is a path,
 used as given.
@@ -16,10 +17,12 @@ from pathlib import Path
 
 from sleeg_core.common.errors import ModelLoadError
 from sleeg_core.model import weights
+from sleeg_core.model.ensemble_file import ENSEMBLE_SUFFIXES
 from sleeg_core.model.headfile import HeadFile
 from sleeg_core.segmentors import segmentor_names
 
 HEAD_SUFFIX = ".pt"
+SUFFIXES = (HEAD_SUFFIX, ENSEMBLE_SUFFIXES[0])  # a head file, an ensemble file
 
 
 def model_dirs() -> list[Path]:
@@ -29,23 +32,31 @@ def model_dirs() -> list[Path]:
 
 
 def shipped_heads() -> list[str]:
-    """Names of the shipped heads found in `model_dirs()`, sorted."""
-    found = {p.stem for d in model_dirs() if d.is_dir() for p in d.glob(f"*{HEAD_SUFFIX}")}
+    """Names of the shipped heads and ensembles found in `model_dirs()`, sorted."""
+    found = {
+        p.stem
+        for d in model_dirs()
+        if d.is_dir()
+        for suffix in SUFFIXES
+        for p in d.glob(f"*{suffix}")
+    }
     return sorted(found)
 
 
 def resolve_head(value: str | Path) -> Path:
-    """The head file for a head value: a shipped head's file, or the path itself."""
+    """The head (or ensemble) file for a head value: a shipped one's file, or the path itself."""
     text = str(value)
     if Path(text).exists() or Path(text).name != text or Path(text).suffix:
         return Path(text)
     dirs = model_dirs()
     for folder in dirs:
-        if (path := folder / f"{text}{HEAD_SUFFIX}").is_file():
-            return path
+        for suffix in SUFFIXES:
+            if (path := folder / f"{text}{suffix}").is_file():
+                return path
+    files = " or ".join(f"{text}{suffix}" for suffix in SUFFIXES)
     raise ModelLoadError(
         "head",
-        f"no shipped head '{text}': no {text}{HEAD_SUFFIX} in {', '.join(map(str, dirs))} "
+        f"no shipped head '{text}': no {files} in {', '.join(map(str, dirs))} "
         f"(shipped: {', '.join(shipped_heads()) or 'none'}); give a head file path, or train "
         "one with `sleeg train`",
     )

@@ -81,7 +81,10 @@ def test_a_missing_shipped_head_is_named_with_where_it_was_looked_for(env):
     with pytest.raises(SleegError) as err:
         resolve_head("enet_nowhere_sleeg")
     message = str(err.value)
-    assert message.startswith("no shipped head 'enet_nowhere_sleeg': no enet_nowhere_sleeg.pt in ")
+    assert message.startswith(
+        "no shipped head 'enet_nowhere_sleeg': no enet_nowhere_sleeg.pt or enet_nowhere_sleeg.yaml "
+        "in "
+    )
     assert str(env) in message and str(weights.REPO / "models") in message
     assert "tiny_sleeg)" in message and "\n" not in message  # the heads that are there
 
