@@ -201,6 +201,8 @@ def test_compiled_segmentor_trains_and_a_bad_mode_stops_before_training(
     out = tmp_path / "compiled"
     args = train_args(weights, out, "--images", str(frames), "--iterations", "2")
     args += ["--set", "segmentor.compile_mode=default", "--set", "data.workers=0"]
+    # batch 2 and one calibration pass per frame: two input shapes traced, not four
+    args += ["--batch-size", "2", "--set", "calibration.tta=none"]
     torch._dynamo.reset()
     counters.clear()
     assert sleeg(args) == 0
