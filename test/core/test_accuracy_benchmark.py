@@ -5,6 +5,7 @@ the CPU recipes."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers.paths import REPO, shared_path
@@ -35,14 +36,41 @@ def test_gpu_profile_trains_the_cpu_recipe(segmentor):
     assert cpu == gpu
 
 
-@pytest.mark.parametrize("segmentor", ["enet", "dabnet"])
-def test_smoke_run_trains_and_scores_all_four_sets(segmentor, tmp_path):
+SMOKE_SEGMENTORS = ("enet", "dabnet")
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory) -> dict[str, tuple[int, str, Path]]:
+    """`accuracy.py --smoke` for each segmentor, all started at once: each run computes on one
+    torch thread (`--threads 1`), so on two or more cores they take the time of one.
+    Segmentor → (exit status, the end of what it printed, its output folder)."""
     data = shared_path()  # skips with the reason when ../shared is absent
-    out = tmp_path / "acc"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--data-root", str(data)]
-    cmd += ["--out", str(out), "--segmentor", segmentor, "--smoke", "--device", "cpu"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert run.returncode == 0, run.stderr[-2000:]
+    runs = {}
+    for segmentor in SMOKE_SEGMENTORS:
+        folder = tmp_path_factory.mktemp(f"acc_{segmentor}")
+        out, log = folder / "acc", folder / "printed.txt"
+        cmd = [sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--data-root", str(data)]
+        cmd += ["--out", str(out), "--segmentor", segmentor, "--smoke", "--device", "cpu"]
+        with log.open("w") as printed:  # a file, not a pipe: no run waits for a reader
+            proc = subprocess.Popen(cmd, stdout=printed, stderr=subprocess.STDOUT, cwd=REPO)
+        runs[segmentor] = (proc, log, out)
+    try:
+        for proc, _, _ in runs.values():
+            proc.wait(timeout=600)
+        return {
+            name: (proc.returncode, log.read_text()[-2000:], out)
+            for name, (proc, log, out) in runs.items()
+        }
+    finally:
+        for proc, _, _ in runs.values():
+            if proc.poll() is None:
+                proc.kill()
+
+
+@pytest.mark.parametrize("segmentor", SMOKE_SEGMENTORS)
+def test_smoke_run_trains_and_scores_all_four_sets(segmentor, smoke_runs):
+    returncode, printed, out = smoke_runs[segmentor]
+    assert returncode == 0, printed
     results = json.loads((out / "results.json").read_text())
     assert set(results["datasets"]) == {"road_anomaly", "ra21", "ro21", "fs_static"}
     assert results["protocol"]["version"] == 2 and results["protocol"]["segmentor"] == segmentor
