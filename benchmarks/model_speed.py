@@ -14,6 +14,13 @@ graph: its rows have the full time only).
         --compile reduce-overhead --head head.pt --out /tmp/model_speed.json
     python benchmarks/model_speed.py --segmentors enet --sizes 1024x512 --tta none,flip,scales \
         --head models/enet_cityscapes_sleeg.pt --out /tmp/tta_speed.json
+
+--ensemble adds the rows of ensemble files (or shipped ensemble names, head: enet_dabnet_sleeg)
+after the segmentors' in the same run: the full time of the ensemble's score and train ids, as
+the node runs it (its heads' cost and every member's forward), e.g. against the ENet default:
+
+    python benchmarks/model_speed.py --segmentors enet --head models/enet_cityscapes_sleeg.pt \
+        --ensemble enet_dabnet_sleeg --sizes 1024x512 --tta scales --device cpu
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import torch
 
 from sleeg_core.model.head import DEFAULT_WIDTH, OoDHead
 from sleeg_core.model.headfile import HeadFile
-from sleeg_core.model.inference import AnomalySegmenter
+from sleeg_core.model.inference import AnomalySegmenter, load_segmenter
 from sleeg_core.model.tta import TTA_MODES
 from sleeg_core.segmentors import build_segmentor
 from sleeg_core.segmentors.base import COMPILE_MODES
@@ -103,6 +110,35 @@ def measure(
     return times
 
 
+def measure_ensemble(
+    head: str,
+    shape: tuple[int, int, int],
+    device: torch.device,
+    half: bool,
+    repeat: int,
+    compile_mode: str | None = None,
+    tta: str = "none",
+) -> dict[str, float]:
+    """Times (ms) of an ensemble file's model (full time only: it has several segmentors)."""
+    model, _ = load_segmenter(None, None, head, str(device))
+    model.tta = tta
+    if half:
+        model.convert_networks(torch.float16)
+    batch, height, width = shape
+    images = torch.randint(0, 256, (batch, 3, height, width), dtype=torch.uint8, device=device)
+    times = dict.fromkeys(("compile_s", "segmentor_ms", "head_ms"), math.nan)
+    if compile_mode:
+        torch.compiler.reset()
+        start = time.perf_counter()
+        model.compile_networks(compile_mode)
+        model(images, scores=("sleeg",))  # compiles
+        times["compile_s"] = time.perf_counter() - start
+    times["full_ms"] = timed(lambda: model(images, scores=("sleeg",)), device, repeat)
+    times["head_over_segmentor"] = math.nan
+    times["images_per_s"] = 1e3 * batch / times["full_ms"]
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_root = Path(os.environ.get("SLEEG_SHARED", "../shared")) / "data"
@@ -125,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="trained head file: its segmentor options and "
         "head config are used for that segmentor (else a default-width head)",
+    )
+    parser.add_argument(
+        "--ensemble",
+        default="",
+        help="ensemble files or shipped ensemble names, comma-separated: measured after the "
+        "segmentors, in the same run",
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch default)")
     parser.add_argument(
@@ -163,15 +205,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{'segmentor':28} {'size':>9} {'batch':>5} {'device':>25} {'seg ms':>8} "
         f"{'head ms':>8} {'full ms':>8} {'img/s':>8} {'compile s':>9}"
     )
-    for name in args.segmentors.split(","):
+    models = [(n, False) for n in args.segmentors.split(",") if n]
+    models += [(e, True) for e in args.ensemble.split(",") if e]
+    for name, ensemble in models:
         rel = REAL_WEIGHTS.get(name)
         weights = args.data_root / rel if rel and (args.data_root / rel).is_file() else None
         for size_name, batch in itertools.product(args.sizes.split(","), batches):
             for (dev, half), mode, tta in itertools.product(devices, modes, ttas):
                 shape = (batch, *SIZES[size_name])
-                r = measure(
-                    name, weights, shape, torch.device(dev), half, args.repeat, head_file, mode, tta
-                )
+                dev_ = torch.device(dev)
+                if ensemble:
+                    r = measure_ensemble(name, shape, dev_, half, args.repeat, mode, tta)
+                else:
+                    r = measure(name, weights, shape, dev_, half, args.repeat, head_file, mode, tta)
                 label = f"{dev}{'-fp16' if half else ''}{f'-{mode}' if mode else ''}"
                 label += f"-tta-{tta}" if tta != "none" else ""
                 rows.append(
@@ -181,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                         "batch": batch,
                         "device": label,
                         "tta": tta,
-                        "real_weights": weights is not None,
+                        "real_weights": ensemble or weights is not None,
                         **r,
                     }
                 )

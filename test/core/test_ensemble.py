@@ -2,6 +2,7 @@
 score is the weighted sum of each head's normalised score, heads on one segmentor share its
 forward, and each bad file is one clear error."""
 
+import json
 import math
 import subprocess
 import sys
@@ -267,3 +268,19 @@ def test_recalibration_writes_the_ensembles_threshold_and_statistics(tmp_path, t
     )
     assert abs(float((scores > spec.threshold).mean()) - 0.1) < 0.01
     assert spec.score_stats["normal_p50"] == pytest.approx(float(np.median(scores)), abs=1e-4)
+
+
+def test_model_speed_measures_an_ensemble_beside_a_segmentor(tmp_path, tiny_model, heads):
+    """benchmarks/model_speed.py --ensemble: a row of the ensemble's full time in the same run."""
+    path = write_ensemble(
+        tmp_path / "e.yaml", member(tiny_model["weights"], (str(heads / "a.pt"), 1.0))
+    )
+    out = tmp_path / "speed.json"
+    argv = [sys.executable, str(REPO / "benchmarks" / "model_speed.py"), "--segmentors", "enet"]
+    argv += ["--ensemble", str(path), "--sizes", "1024x512", "--device", "cpu", "--repeat", "1"]
+    argv += ["--data-root", str(tmp_path), "--out", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = {r["segmentor"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"enet", str(path)}
+    assert rows[str(path)]["full_ms"] > 0 and math.isnan(rows[str(path)]["segmentor_ms"])
