@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 from helpers.ensembles import STATS, member, tiny_head, write_ensemble
-from helpers.paths import REPO
+from helpers.paths import REPO, shared_path
 from helpers.segmentors import random_images
 
+from sleeg_core.cli import main
 from sleeg_core.common.errors import ModelLoadError, SleegError
 from sleeg_core.data.images import read_rgb, to_batch
 from sleeg_core.deploy.onnx_export import export_onnx
@@ -284,3 +285,22 @@ def test_model_speed_measures_an_ensemble_beside_a_segmentor(tmp_path, tiny_mode
     rows = {r["segmentor"]: r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"enet", str(path)}
     assert rows[str(path)]["full_ms"] > 0 and math.isnan(rows[str(path)]["segmentor_ms"])
+
+
+def test_sleeg_eval_runs_the_shipped_ensemble_on_real_images(tmp_path):
+    """`sleeg eval --head models/enet_dabnet_sleeg.yaml` (its weights: the first member's) on two
+    RoadObstacle21 images, at a quarter of the node's pixels and one pass to keep it short."""
+    data = shared_path("anomaly", "smiyc_roadobstacle21_val")
+    for entry in ("enet_cityscapes", "dabnet_cityscapes"):
+        shared_path("weights", entry)
+    out = tmp_path / "eval"
+    argv = ["eval", "--head", str(REPO / "models" / "enet_dabnet_sleeg.yaml"), "--device", "cpu"]
+    argv += ["--dataset", f"ro21={data}", "--scores", "entropy,sleeg", "--max-images", "2"]
+    argv += ["--size", "256x512", "--tta", "none", "--examples", "0", "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["segmentor"] == "enet" and result["lam"] == 0.0
+    scores = result["datasets"]["ro21"]["scores"]
+    assert 0 < scores["sleeg"]["ap"] <= 1 and scores["sleeg"]["ap"] != scores["entropy"]["ap"]
+    spec = EnsembleFile.load(REPO / "models" / "enet_dabnet_sleeg.yaml")
+    assert result["datasets"]["ro21"]["mask"]["threshold"] == spec.threshold
