@@ -53,7 +53,7 @@ def test_csv_parses_with_unique_ids_and_plausible_figures():
     ids = [r["run_id"] for r in rows]
     assert len(rows) > 100 and len(set(ids)) == len(ids)
     for row in rows:
-        assert row["segmentor"] in ("enet", "dabnet"), row["run_id"]
+        assert row["segmentor"] in ("enet", "dabnet", "enet+dabnet"), row["run_id"]
         assert row["size"] in ("1024x512", "native") and row["tta"], row["run_id"]
         figures = [v for key in runs.METRICS if (v := runs.value(row, key)) is not None]
         assert figures and all(0 <= v <= 100 for v in figures), row["run_id"]
