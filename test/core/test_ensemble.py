@@ -304,3 +304,10 @@ def test_sleeg_eval_runs_the_shipped_ensemble_on_real_images(tmp_path):
     assert 0 < scores["sleeg"]["ap"] <= 1 and scores["sleeg"]["ap"] != scores["entropy"]["ap"]
     spec = EnsembleFile.load(REPO / "models" / "enet_dabnet_sleeg.yaml")
     assert result["datasets"]["ro21"]["mask"]["threshold"] == spec.threshold
+
+
+def test_only_an_ensemble_may_leave_the_weights_empty(tiny_model):
+    for weights in (None, ""):
+        with pytest.raises(ModelLoadError) as err:
+            load_segmenter(None, weights, tiny_model["head"], "cpu")
+        assert err.value.field == "weights" and str(err.value).startswith("no weights: give a")
