@@ -311,3 +311,28 @@ def test_only_an_ensemble_may_leave_the_weights_empty(tiny_model):
         with pytest.raises(ModelLoadError) as err:
             load_segmenter(None, weights, tiny_model["head"], "cpu")
         assert err.value.field == "weights" and str(err.value).startswith("no weights: give a")
+
+
+@pytest.mark.compile
+def test_compiled_ensemble_matches_eager(tmp_path, tiny_model, heads, monkeypatch):
+    """compile_networks compiles each member's heads, scores and train ids as one graph
+    (fullgraph); traced by TorchDynamo and run by the "aot_eager" backend to keep it short."""
+    compile_fn = torch.compile
+    monkeypatch.setattr(
+        torch,
+        "compile",
+        lambda fn, *a, mode=None, **kw: compile_fn(fn, *a, backend="aot_eager", **kw),
+    )
+    w = tiny_model["weights"]
+    path = write_ensemble(
+        tmp_path / "e.yaml", member(w, (str(heads / "a.pt"), 1.0), (str(heads / "b.pt"), 1.0))
+    )
+    eager, _ = load(path)
+    compiled, _ = load(path)
+    assert compiled.compile_networks("default") is compiled
+    assert all(m._compiled is not None for m in compiled.members)
+    images = random_images(1, 48, 64)
+    want, got = eager(images, ("sleeg", "entropy")), compiled(images, ("sleeg", "entropy"))
+    for name in ("sleeg", "entropy"):
+        torch.testing.assert_close(got.scores[name], want.scores[name], atol=1e-4, rtol=1e-4)
+    assert torch.equal(got.train_ids, want.train_ids)
