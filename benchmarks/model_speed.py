@@ -35,6 +35,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -100,27 +101,15 @@ def measure(
         head = OoDHead(segmentor.info.feature_channels).eval()
     lam = head_file.lam if head_file else 0.5
     model = AnomalySegmenter(segmentor, head, lam=lam, tta=tta).to(device).eval()
-    if half:
-        model.convert_networks(torch.float16)
-    batch, height, width = shape
-    images = torch.randint(0, 256, (batch, 3, height, width), dtype=torch.uint8, device=device)
-    times = dict.fromkeys(("compile_s", "segmentor_ms", "head_ms"), math.nan)
-    if compile_mode:
-        torch.compiler.reset()  # a fresh cache for each configuration (and no recompile limit)
-        start = time.perf_counter()
-        model.compile_networks(compile_mode)
-        model(images, scores=("sleeg",))  # compiles
-        times["compile_s"] = time.perf_counter() - start
-    else:
+
+    def parts(images: torch.Tensor) -> dict[str, float]:
         features = segmentor(images).features
-        times["segmentor_ms"] = timed(lambda: segmentor(images), device, repeat)
+        times = {"segmentor_ms": timed(lambda: segmentor(images), device, repeat)}
         with torch.no_grad():
             times["head_ms"] = timed(lambda: head(features), device, repeat)
-    times["full_ms"] = timed(lambda: model(images, scores=("sleeg",)), device, repeat)
-    times["full_cpu_ms"] = cpu_time(lambda: model(images, scores=("sleeg",)), repeat)
-    times["head_over_segmentor"] = times["head_ms"] / times["segmentor_ms"]
-    times["images_per_s"] = 1e3 * batch / times["full_ms"]
-    return times
+        return times
+
+    return model_times(model, shape, device, half, repeat, compile_mode, parts)
 
 
 def measure_ensemble(
@@ -135,20 +124,37 @@ def measure_ensemble(
     """Times (ms) of an ensemble file's model (full time only: it has several segmentors)."""
     model, _ = load_segmenter(None, None, head, str(device))
     model.tta = tta
+    return model_times(model, shape, device, half, repeat, compile_mode)
+
+
+def model_times(
+    model: torch.nn.Module,
+    shape: tuple[int, int, int],
+    device: torch.device,
+    half: bool,
+    repeat: int,
+    compile_mode: str | None,
+    parts: Callable[[torch.Tensor], dict[str, float]] | None = None,
+) -> dict[str, float]:
+    """Full-frame wall and CPU times (ms) of `model` on random images of `shape` (batch, height,
+    width), compiled first with `compile_mode`; eager, `parts(images)` adds the times of its
+    networks (segmentor_ms, head_ms; NaN otherwise)."""
     if half:
         model.convert_networks(torch.float16)
     batch, height, width = shape
     images = torch.randint(0, 256, (batch, 3, height, width), dtype=torch.uint8, device=device)
     times = dict.fromkeys(("compile_s", "segmentor_ms", "head_ms"), math.nan)
     if compile_mode:
-        torch.compiler.reset()
+        torch.compiler.reset()  # a fresh cache for each configuration (and no recompile limit)
         start = time.perf_counter()
         model.compile_networks(compile_mode)
         model(images, scores=("sleeg",))  # compiles
         times["compile_s"] = time.perf_counter() - start
+    elif parts is not None:
+        times |= parts(images)
     times["full_ms"] = timed(lambda: model(images, scores=("sleeg",)), device, repeat)
     times["full_cpu_ms"] = cpu_time(lambda: model(images, scores=("sleeg",)), repeat)
-    times["head_over_segmentor"] = math.nan
+    times["head_over_segmentor"] = times["head_ms"] / times["segmentor_ms"]
     times["images_per_s"] = 1e3 * batch / times["full_ms"]
     return times
 

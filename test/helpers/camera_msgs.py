@@ -3,9 +3,6 @@ the node's log lines as they come."""
 
 from __future__ import annotations
 
-import threading
-from subprocess import Popen
-
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -40,15 +37,3 @@ def cloud_points(msg: PointCloud2) -> np.ndarray:
     assert all(f.datatype == f.FLOAT32 and f.offset == 4 * i for i, f in enumerate(msg.fields))
     assert msg.point_step == 4 * len(msg.fields) and msg.row_step == msg.point_step * msg.width
     return np.frombuffer(bytes(msg.data), "<f4").reshape(msg.width, len(msg.fields))
-
-
-def log_lines(proc: Popen) -> list[str]:
-    """The process's output lines as they come (read by a thread)."""
-    lines: list[str] = []
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import threading
+from subprocess import Popen
 
 import cv2
 import numpy as np
@@ -44,6 +46,18 @@ def stop(proc, sig=signal.SIGINT, timeout: float = 10.0) -> tuple[int, str]:
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, out
+
+
+def log_lines(proc: Popen) -> list[str]:
+    """The process's output lines as they come (read by a thread)."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
 
 
 def jpeg(sec: int) -> CompressedImage:

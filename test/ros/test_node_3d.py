@@ -17,8 +17,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 from diagnostic_msgs.msg import DiagnosticStatus
-from helpers.camera_msgs import camera_info, cloud_points, depth_image, log_lines
-from helpers.node import FRAME, node_params, stop
+from helpers.camera_msgs import camera_info, cloud_points, depth_image
+from helpers.node import FRAME, log_lines, node_params, stop
 from helpers.ros_probe import RELIABLE, Probe, start_node
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import Marker, MarkerArray

@@ -3,16 +3,14 @@ DDS on a domain of this module's own: /diagnostics is one topic for every node o
 
 import os
 import signal
-import threading
 import time
-from subprocess import Popen
 
 import pytest
 import yaml
 
 pytest.importorskip("rclpy", reason="rclpy not installed: run scripts/setup")
 from diagnostic_msgs.msg import DiagnosticStatus
-from helpers.node import FRAME, node_params
+from helpers.node import FRAME, log_lines, node_params
 from helpers.ros_probe import RELIABLE, Probe, start_node, startup_failure
 from rclpy.qos import QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -115,18 +113,6 @@ def test_health_follows_the_input(domain, tiny_model):
     assert "/diagnostics ERROR: no frame received yet" in out  # level changes are logged
     assert "/diagnostics ERROR: no frame received yet from 1 matched publisher: " in out  # the hint
     assert "/diagnostics OK: ok" in out and "/diagnostics WARN: " in out
-
-
-def log_lines(proc: Popen) -> list[str]:
-    """The node's output lines as they come (read by a thread)."""
-    lines: list[str] = []
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines
 
 
 def test_qos_overrides_set_the_qos_and_incompatible_endpoints_are_logged(

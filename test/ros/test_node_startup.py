@@ -27,6 +27,19 @@ EXECUTABLE = REPO / "scripts" / "anomaly_node"  # what `ros2 run` and `ros2 laun
 COMPILING = "configuring: compiling the model (compile_mode default)"
 
 
+def start_executable(env: dict[str, str], tiny_model) -> Popen:
+    """The node's executable with the tiny model, in a session of its own, output piped."""
+    args = [a for p in node_params(tiny_model) for a in ("-p", p)]
+    return Popen(
+        [sys.executable, str(EXECUTABLE), "--ros-args", *args],
+        env=env,
+        stdout=PIPE,
+        stderr=STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def loading_pytorch(pid: int) -> bool:
     """A PyTorch library is mapped into process `pid`: `import torch` is under way (it takes
     seconds more)."""
@@ -36,15 +49,7 @@ def loading_pytorch(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc maps")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_while_pytorch_loads_exits_quietly_with_code_0(ros_env, tiny_model, sig):
-    args = [a for p in node_params(tiny_model) for a in ("-p", p)]
-    proc = Popen(
-        [sys.executable, str(EXECUTABLE), "--ros-args", *args],
-        env=ros_env,
-        stdout=PIPE,
-        stderr=STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_executable(ros_env, tiny_model)
     deadline = time.monotonic() + 120
     while not loading_pytorch(proc.pid):
         assert proc.poll() is None, proc.communicate()[0]
@@ -93,15 +98,7 @@ def test_a_stopped_node_ends_without_the_interpreters_teardown(ros_env, tiny_mod
         "import atexit\natexit.register(print, 'interpreter teardown', flush=True)\n"
     )
     env = {**ros_env, "PYTHONPATH": os.pathsep.join([str(site), ros_env.get("PYTHONPATH", "")])}
-    args = [a for p in node_params(tiny_model) for a in ("-p", p)]
-    proc = Popen(
-        [sys.executable, str(EXECUTABLE), "--ros-args", *args],
-        env=env,
-        stdout=PIPE,
-        stderr=STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_executable(env, tiny_model)
     log = []
     for line in proc.stdout:
         log.append(line)
